@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 from pgti import __version__
@@ -35,7 +36,9 @@ def _available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser. Only the module of the command named in `argv` is imported (all of
+    them when `argv` is None), so `pgti data info` never pays for importing torch."""
     parser = argparse.ArgumentParser(
         prog="pgti",
         description="Memory-efficient distributed training of spatiotemporal GNNs.",
@@ -54,12 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
                 groups[group] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
             sub = groups[group].add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(sub)
+        words = [group, name] if group else [name]
+        if argv is None or [w for w in argv if not w.startswith("-")][: len(words)] == words:
+            importlib.import_module(module).add_arguments(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)

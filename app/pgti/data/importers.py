@@ -141,7 +141,6 @@ def import_dcrnn(h5, adj_pkl, out, key=None, start=None, interval=None, channels
     values, n_missing = _clean(frame.to_numpy(), h5, f"key {key!r}")
     if isinstance(frame.index, pd.DatetimeIndex):
         idx = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
-        timestamps = (idx.asi8 // 10**9).astype(np.int64) if idx.asi8.max() > 10**12 else idx.asi8.astype(np.int64)
         timestamps = np.asarray(idx.as_unit("s").asi8, dtype=np.int64)
     else:
         timestamps = _timestamps(len(frame), start, interval, h5)
