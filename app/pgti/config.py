@@ -1,0 +1,329 @@
+"""Typed run configuration: TOML sections -> dataclasses, validated up front.
+
+    [data] [model] [train] [dist] [checkpoint] [log]
+
+`load_config(path, overrides)` reads a TOML file, applies `--set section.key=value` overrides
+(values parsed as TOML, so `--set train.lr=1e-3`, `--set data.ratios=[0.6,0.2,0.2]`; a bare
+word is a string), and validates everything before any work starts: an unknown section or key
+is an error with a "did you mean" suggestion; a value of the wrong type or out of range names
+the key and what is allowed. `to_toml(cfg)` writes the resolved config (saved in the run
+directory), and `config_hash(cfg)` fingerprints the fields that change what is trained, so a
+checkpoint is only resumed under the config that made it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import difflib
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgti.errors import UserError
+
+
+def _opt(default, help: str, *, choices=None, min=None, max=None, resume_safe=False, numbers_ok=False):
+    """A config field: its default, its help text, what is allowed, and whether changing it
+    between a checkpoint and its resume is harmless (not part of the config hash)."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "resume_safe": resume_safe,
+            "numbers_ok": numbers_ok}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    path: str = _opt("data/demo.h5", "the pgti HDF5 dataset", resume_safe=True)
+    input_steps: int = _opt(12, "steps of history per sample (Tin)", min=1)
+    output_steps: int = _opt(12, "steps to forecast (Tout)", min=1)
+    stride: int = _opt(1, "distance between consecutive window starts", min=1)
+    split: str = _opt("dcrnn", "dcrnn: DCRNN's chronological split; strict: gaps so no target is "
+                      "another split's input", choices=["dcrnn", "strict"])
+    ratios: list[float] = _opt([0.7, 0.1, 0.2], "train/val/test fractions of window starts")
+    scaler: str = _opt("dcrnn", "dcrnn: DCRNN's StandardScaler over training input windows; "
+                       "range: mean/std over the training time range", choices=["dcrnn", "range"])
+    scaler_include_missing: bool = _opt(True, "count missing readings (0.0) in the scaler, as DCRNN does")
+    input_channels: list[str] = _opt([], "input channels by name ([] = all)")
+    target_channels: list[str] = _opt([], "forecast channels by name ([] = the first channel)")
+    time_of_day: bool = _opt(True, "add time of day (fraction of a day) as an input channel")
+    day_of_week: bool = _opt(False, "add day of week as an input channel")
+    storage_dtype: str = _opt("float32", "dtype of the raw array in memory (float16/bfloat16 halve it)",
+                              choices=["float32", "float16", "bfloat16"])
+    load: str = _opt("bcast", "bcast: rank 0 reads, broadcasts to node leaders; leaders: every node "
+                     "leader reads its own part", choices=["bcast", "leaders"], resume_safe=True)
+    placement: str = _opt("replicated", "replicated: every node holds the whole series; partitioned: "
+                          "only its ranks' time span (needs dist.shuffle=local)",
+                          choices=["replicated", "partitioned"], resume_safe=True)
+    prefetch: bool = _opt(True, "gather the next batch in a background thread (CPU)", resume_safe=True)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _opt("dcrnn", "model name", choices=["dcrnn", "dcrnn-pgt", "a3tgcn", "gwnet"])
+    params: dict = _opt({}, "model hyper-parameters overriding the model's defaults (see `pgti info model`)")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _opt(100, "epochs to train", min=1, resume_safe=True)
+    batch_size: int = _opt(64, "samples per batch per rank", min=1)
+    eval_batch_size: int = _opt(0, "batch size for validation/test (0 = batch_size)", min=0, resume_safe=True)
+    optimizer: str = _opt("adam", "optimizer", choices=["adam", "adamw"])
+    lr: float = _opt(0.01, "learning rate (before world-size scaling)", min=0.0)
+    eps: float = _opt(1e-3, "Adam epsilon (DCRNN uses 1e-3)", min=0.0)
+    weight_decay: float = _opt(0.0, "weight decay", min=0.0)
+    schedule: str = _opt("multistep", "learning-rate schedule", choices=["multistep", "cosine", "constant"])
+    milestones: list[int] = _opt([20, 30, 40, 50], "multistep: epochs where lr is multiplied by gamma")
+    gamma: float = _opt(0.1, "multistep: decay factor", min=0.0, max=1.0)
+    warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs (also for lr scaling)", min=0.0)
+    grad_clip: float = _opt(5.0, "clip the global gradient norm (0 = off)", min=0.0)
+    bf16: bool = _opt(False, "bfloat16 autocast on GPU")
+    patience: int = _opt(0, "early stopping: epochs without val improvement (0 = off)", min=0, resume_safe=True)
+    max_steps: int = _opt(0, "stop after this many optimizer steps (0 = no limit)", min=0, resume_safe=True)
+    seed: int = _opt(0, "seed for init, shuffling and sampling")
+    shuffle: str = _opt("global", "global: one permutation of all windows per epoch, split across "
+                        "ranks; local: each rank shuffles its own contiguous block (PGT-I); none",
+                        choices=["global", "local", "none"])
+    drop_last: bool = _opt(True, "drop the incomplete last batch")
+    time_limit: str = _opt("", "stop and checkpoint before this much wall time (HH:MM:SS or seconds; "
+                           "default: the job's end from Slurm/PBS)", resume_safe=True, numbers_ok=True)
+    device: str = _opt("auto", "auto: a GPU per local rank when CUDA is available", choices=["auto", "cpu", "cuda"],
+                       resume_safe=True)
+    validate_every: int = _opt(1, "validate every N epochs", min=1, resume_safe=True)
+
+
+@dataclass
+class DistConfig:
+    engine: str = _opt("horovod", "gradient averaging: horovod (allreduce over MPI/NCCL) or ddp "
+                       "(torch.distributed: gloo on CPU, nccl on GPU)", choices=["horovod", "ddp"],
+                       resume_safe=True)
+    fp16_compression: bool = _opt(False, "horovod: compress gradients to fp16 for the allreduce")
+    lr_scaling: str = _opt("none", "scale lr with world size", choices=["none", "linear", "sqrt"])
+
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = _opt(0, "checkpoint every N optimizer steps (0 = off)", min=0, resume_safe=True)
+    every_minutes: float = _opt(30.0, "checkpoint every M minutes (0 = off)", min=0.0, resume_safe=True)
+    keep_last: int = _opt(3, "step checkpoints to keep (best is kept separately)", min=1, resume_safe=True)
+
+
+@dataclass
+class LogConfig:
+    every_steps: int = _opt(50, "a log line every N steps when stdout is not a terminal", min=1, resume_safe=True)
+    progress: str = _opt("auto", "auto: a bar on a terminal, log lines otherwise",
+                         choices=["auto", "bar", "lines", "none"], resume_safe=True)
+    plots: bool = _opt(True, "refresh loss / val MAE PNG curves each epoch", resume_safe=True)
+    verbose: bool = _opt(False, "log from every rank, not only rank 0", resume_safe=True)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(options))})"
+
+
+def _section_types(section_cls) -> dict[str, typing.Any]:
+    return typing.get_type_hints(section_cls)
+
+
+def _coerce(where: str, value, annotation, meta: dict):
+    """Check/convert one value against its annotation and metadata; raise UserError naming `where`."""
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{where}: expected true or false, got {value!r}")
+    elif annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{where}: expected an integer, got {value!r}")
+    elif annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+    elif annotation is str:
+        if isinstance(value, datetime.time):  # TOML reads 01:30:00 as a time of day
+            value = value.isoformat()
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and meta.get("numbers_ok"):
+            value = str(value)
+        if not isinstance(value, str):
+            raise UserError(f"{where}: expected a string, got {value!r}")
+    elif origin is list:
+        (item,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise UserError(f"{where}: expected a list like [{'0.7, 0.1, 0.2' if item is float else '...'}], got {value!r}")
+        value = [_coerce(f"{where}[{i}]", v, item, {}) for i, v in enumerate(value)]
+    elif annotation is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a table, got {value!r}")
+    choices, lo, hi = meta.get("choices"), meta.get("min"), meta.get("max")
+    if choices and value not in choices:
+        raise UserError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}"
+                        + (_suggest(value, choices) if isinstance(value, str) else ""))
+    if lo is not None and value < lo:
+        raise UserError(f"{where}: {value!r} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise UserError(f"{where}: {value!r} is above the maximum {hi}")
+    return value
+
+
+def _parse_override(text: str) -> tuple[str, str, object]:
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise UserError(f"--set {text!r}: expected section.key=value, e.g. --set train.lr=0.001")
+    key, raw = text.split("=", 1)
+    section, name = key.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: a string
+    return section, name, value
+
+
+def _set(raw: dict, section: str, name: str, value) -> None:
+    target = raw.setdefault(section, {})
+    parts = name.split(".")
+    for p in parts[:-1]:  # model.params.hidden=32
+        target = target.setdefault(p, {})
+    target[parts[-1]] = value
+
+
+def config_from_dict(raw: dict, source: str = "config") -> Config:
+    cfg = Config()
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise UserError(f"{source}: unknown section [{section}]{_suggest(section, SECTIONS)}")
+        if not isinstance(values, dict):
+            raise UserError(f"{source}: [{section}] must be a table of keys")
+        obj = getattr(cfg, section)
+        types = _section_types(type(obj))
+        fields = {f.name: f for f in dataclasses.fields(obj)}
+        for key, value in values.items():
+            if key not in fields:
+                raise UserError(f"{source}: unknown key {section}.{key}{_suggest(key, fields)}")
+            setattr(obj, key, _coerce(f"{source}: {section}.{key}", value, types[key], fields[key].metadata))
+    validate(cfg, source)
+    return cfg
+
+
+def validate(cfg: Config, source: str = "config") -> None:
+    """Checks that involve more than one field."""
+    d, t = cfg.data, cfg.train
+    if len(d.ratios) != 3 or any(r < 0 for r in d.ratios) or abs(sum(d.ratios) - 1.0) > 1e-6:
+        raise UserError(f"{source}: data.ratios: {d.ratios} must be three non-negative fractions summing to 1, "
+                        "e.g. [0.7, 0.1, 0.2]")
+    if d.ratios[0] == 0:
+        raise UserError(f"{source}: data.ratios: the training fraction must be > 0")
+    if d.placement == "partitioned" and t.shuffle != "local":
+        raise UserError(f"{source}: data.placement = 'partitioned' needs train.shuffle = 'local' "
+                        "(each node then holds only its ranks' time span); set both or use 'replicated'")
+    if sorted(t.milestones) != t.milestones:
+        raise UserError(f"{source}: train.milestones: {t.milestones} must be increasing")
+    if t.time_limit:
+        parse_duration(t.time_limit, f"{source}: train.time_limit")
+    try:
+        from pgti.models.registry import validate_params
+    except ImportError:  # models not built in this checkout yet
+        return
+    validate_params(cfg.model.name, cfg.model.params, where=f"{source}: model.params")
+
+
+def parse_duration(text: str, where: str = "duration") -> float:
+    """'HH:MM:SS', 'MM:SS', 'D-HH:MM:SS' or plain seconds -> seconds."""
+    text = str(text).strip()
+    try:
+        days = 0.0
+        if "-" in text:
+            d, text = text.split("-", 1)
+            days = float(d)
+        parts = [float(p) for p in text.split(":")]
+        if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts):
+            raise ValueError
+        seconds = 0.0
+        for p in parts:
+            seconds = seconds * 60 + p
+        return days * 86400 + seconds
+    except ValueError:
+        raise UserError(f"{where}: {text!r} is not a duration; use HH:MM:SS or seconds, e.g. 01:30:00") from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    raw: dict = {}
+    source = "--set"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise UserError(f"{path}: no such config file; see jobs/configs/ for examples")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{path}: not valid TOML ({exc})") from None
+    for text in overrides or []:
+        section, name, value = _parse_override(text)
+        _set(raw, section, name, value)
+    return config_from_dict(raw, source)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def to_toml(cfg: Config) -> str:
+    lines = ["# pgti resolved configuration (every key, defaults included)"]
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        tables = []
+        lines.append(f"\n[{section}]")
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if isinstance(value, dict):
+                tables.append((f"{section}.{f.name}", value))
+            else:
+                lines.append(f"{f.name} = {_toml_value(value)}  # {f.metadata['help']}")
+        for name, table in tables:
+            lines.append(f"\n[{name}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+    return "\n".join(lines) + "\n"
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg: Config) -> str:
+    """Fingerprint of what is trained (fields marked resume_safe are left out)."""
+    ident = {}
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        ident[section] = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
+                          if not f.metadata.get("resume_safe")}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]

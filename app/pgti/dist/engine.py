@@ -1,0 +1,142 @@
+"""Gradient-averaging engines: Horovod (default) and torch DDP.
+
+Both average gradients over all ranks every step, so every rank holds the same parameters:
+
+- `horovod`: `hvd.init(comm=MPI.COMM_WORLD)` after mpi4py; `hvd.DistributedOptimizer` with
+  named parameters (allreduce over MPI on CPU, NCCL on GPU when built so), optional fp16
+  compression; rank 0's parameters and optimizer state are broadcast at start and after a
+  resume.
+- `ddp`: `torch.distributed` initialised from the MPI rank and size (rank 0 picks a free TCP
+  port and broadcasts its address over MPI), gloo on CPU, nccl on GPU, and
+  `DistributedDataParallel` (which broadcasts rank 0's parameters when it wraps the model).
+
+Usage in the loop:
+    engine = make_engine(cfg.dist, world, device)
+    model, optimizer = engine.prepare(model, optimizer)   # wraps; syncs rank 0's state
+    loss.backward(); engine.clip_and_step(optimizer, params, max_norm)
+`engine.module(model)` is the bare model (evaluation and checkpoints use it).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import socket
+
+import torch
+
+from pgti.errors import UserError
+
+
+class Engine:
+    name = "base"
+
+    def __init__(self, world, device: torch.device):
+        self.world = world
+        self.device = device
+
+    def prepare(self, model, optimizer):
+        return model, optimizer
+
+    @staticmethod
+    def module(model):
+        return getattr(model, "module", model)
+
+    def clip_and_step(self, optimizer, parameters, max_norm: float) -> float | None:
+        norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm) if max_norm > 0 else None
+        optimizer.step()
+        return None if norm is None else float(norm)
+
+    def no_sync(self, model):
+        return contextlib.nullcontext()
+
+    def close(self) -> None:
+        pass
+
+
+class HorovodEngine(Engine):
+    name = "horovod"
+
+    def __init__(self, world, device, fp16_compression: bool = False):
+        super().__init__(world, device)
+        if importlib.util.find_spec("horovod") is None:
+            raise UserError("dist.engine = 'horovod' but Horovod is not installed; build it with `bash env/setup.sh` "
+                            "(without --no-horovod), or use torch DDP: --set dist.engine=ddp")
+        from mpi4py import MPI  # noqa: F401  (MPI first: Horovod then shares its communicator)
+        import horovod.torch as hvd
+
+        hvd.init(comm=world.comm)
+        if hvd.size() != world.size or hvd.rank() != world.rank:
+            raise RuntimeError(f"horovod sees rank {hvd.rank()}/{hvd.size()}, MPI {world.rank}/{world.size}")
+        self.hvd = hvd
+        self.compression = hvd.Compression.fp16 if fp16_compression else hvd.Compression.none
+
+    def prepare(self, model, optimizer):
+        hvd = self.hvd
+        hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        if optimizer.state_dict()["state"]:
+            # Only a resumed optimizer has state. (Horovod initialises an empty one with a
+            # zero-gradient step, which would advance Adam's step count by one.)
+            hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+        optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(),
+                                             compression=self.compression)
+        return model, optimizer
+
+    def clip_and_step(self, optimizer, parameters, max_norm: float) -> float | None:
+        # Clip the *averaged* gradients: finish the allreduce first, then step without a second one.
+        optimizer.synchronize()
+        norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm) if max_norm > 0 else None
+        with optimizer.skip_synchronize():
+            optimizer.step()
+        return None if norm is None else float(norm)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+class DDPEngine(Engine):
+    name = "ddp"
+
+    def __init__(self, world, device):
+        super().__init__(world, device)
+        import torch.distributed as dist
+
+        self.dist = dist
+        if not dist.is_initialized():
+            address = None
+            if world.rank == 0:
+                host = os.environ.get("PGTI_MASTER_ADDR") or socket.gethostname()
+                address = (host, _free_port())
+            host, port = world.comm.bcast(address, root=0)
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            dist.init_process_group(backend, init_method=f"tcp://{host}:{port}", rank=world.rank,
+                                    world_size=world.size)
+
+    def prepare(self, model, optimizer):
+        from torch.nn.parallel import DistributedDataParallel
+
+        # DDP broadcasts rank 0's parameters and buffers here; optimizers are identical anyway
+        # (fresh, or loaded from the same checkpoint), but broadcast to be safe after a resume.
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        wrapped = DistributedDataParallel(model, device_ids=ids)
+        state = self.world.comm.bcast(optimizer.state_dict() if self.world.rank == 0 else None, root=0)
+        optimizer.load_state_dict(state)
+        return wrapped, optimizer
+
+    def no_sync(self, model):
+        return model.no_sync()
+
+    def close(self) -> None:
+        if self.dist.is_initialized():
+            self.dist.destroy_process_group()
+
+
+def make_engine(dist_cfg, world, device: torch.device) -> Engine:
+    if dist_cfg.engine == "horovod":
+        return HorovodEngine(world, device, dist_cfg.fp16_compression)
+    if dist_cfg.engine == "ddp":
+        return DDPEngine(world, device)
+    raise UserError(f"dist.engine {dist_cfg.engine!r} is not one of 'horovod', 'ddp'")

@@ -1,0 +1,58 @@
+"""`pgti train`: train a model, single process or under mpirun / srun / mpiexec.
+
+    pgti train --config FILE [--set section.key=value ...] [--run-dir DIR] [--resume auto|PATH]
+    pgti train --config FILE --dry-run      # validate and print the plan; no training
+
+Exit statuses: 0 done, 2 bad input (one line says what), 75 checkpointed after a signal or
+at the walltime ("resubmit me": run the same command again; `--resume auto` continues).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pgti.errors import UserError
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--config", help="TOML config (see jobs/configs/); omitted: defaults + --set")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config key (repeatable), e.g. --set train.lr=0.001")
+    p.add_argument("--run-dir", help="output directory (default runs/<config name>)")
+    p.add_argument("--resume", help="auto: the newest valid checkpoint of --run-dir if any; or a checkpoint PATH")
+    p.add_argument("--resume-ignore-config", action="store_true",
+                   help="resume even if the checkpoint was made with a different configuration")
+    p.add_argument("--dry-run", action="store_true", help="validate the config and print the plan, then exit")
+
+
+def default_run_dir(args) -> Path:
+    if args.run_dir:
+        return Path(args.run_dir)
+    return Path("runs") / (Path(args.config).stem if args.config else "default")
+
+
+def run(args) -> int:
+    from pgti.config import load_config
+    from pgti.dist.world import abort_on_error, init_world, setup_logging
+
+    world = init_world()
+    with abort_on_error(world):
+        cfg = load_config(args.config, args.set)
+        run_dir = default_run_dir(args)
+        if args.dry_run:
+            if world.rank == 0:
+                from pgti.train.plan import describe_plan
+
+                print(describe_plan(cfg, world.size, world.num_nodes))
+            return 0
+        from pgti.train.loop import train
+        from pgti.train.rundir import RunDir
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        setup_logging(world, log_file=run_dir / "train.log", verbose=cfg.log.verbose)
+        if args.resume and args.resume != "auto" and not Path(args.resume).is_file():
+            raise UserError(f"--resume {args.resume}: no such checkpoint; use --resume auto or a file in "
+                            f"{run_dir}/checkpoints")
+        status = train(cfg, RunDir(run_dir), world, resume=args.resume, ignore_config=args.resume_ignore_config)
+        logging.getLogger("pgti.train").info("exit status %d", status)
+        return status

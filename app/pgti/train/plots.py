@@ -1,0 +1,56 @@
+"""Training curves as PNG (matplotlib, Agg backend: no display needed on compute nodes)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def plot_curves(rows: list[dict], directory: Path) -> list[Path]:
+    """loss.png (train loss and val MAE per epoch) and val_mae.png (val MAE per horizon)."""
+    if not rows:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    epochs = [r["epoch"] + 1 for r in rows]
+    written = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [r["train_loss"] for r in rows], marker="o", label="train loss (masked MAE)")
+    val = [(e, r["val"]["overall"]["mae"]) for e, r in zip(epochs, rows) if r.get("val")]
+    if val:
+        ax.plot(*zip(*val), marker="s", label="val MAE")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MAE (data units)")
+    ax.set_title("training curves")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    written.append(_save(fig, directory / "loss.png"))
+    plt.close(fig)
+
+    if val:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for step in (3, 6, 12):
+            pts = [(e, r["val"]["horizon"][step - 1]["mae"]) for e, r in zip(epochs, rows)
+                   if r.get("val") and len(r["val"]["horizon"]) >= step]
+            if pts:
+                ax.plot(*zip(*pts), marker=".", label=f"horizon {step}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val MAE")
+        ax.set_title("validation MAE by horizon")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        written.append(_save(fig, directory / "val_mae.png"))
+        plt.close(fig)
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)  # a viewer never sees half a PNG
+    return path

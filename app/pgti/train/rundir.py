@@ -1,0 +1,74 @@
+"""The run directory and what rank 0 writes into it.
+
+    runs/<name>/
+      config.toml       the resolved configuration (every key)
+      train.log         rank-prefixed log lines of every run and resume
+      metrics.jsonl     one JSON object per epoch
+      checkpoints/      step-*.pt, best.pt, latest
+      plots/            loss.png, val_mae.png (refreshed every epoch)
+"""
+from __future__ import annotations
+
+import json
+import resource
+from pathlib import Path
+
+import torch
+
+from pgti.config import Config, load_config, to_toml
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "train.log"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    def create(self, cfg: Config) -> None:
+        for d in (self.path, self.checkpoints, self.plots):
+            d.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(to_toml(cfg))
+
+    def load_config(self, overrides: list[str] | None = None) -> Config:
+        return load_config(self.config_path, overrides)
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def append_metrics(self, row: dict) -> None:
+        with open(self.metrics_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def truncate_metrics(self, before_epoch: int) -> None:
+        """Drop rows of epochs >= `before_epoch` (a resume redoes them)."""
+        rows = [r for r in self.read_metrics() if r["epoch"] < before_epoch]
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_device_bytes(device: torch.device) -> int:
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
