@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_mpi
+from testlib import REPO, run_mpi
 
 
 def test_horovod_single_process_size_is_1():

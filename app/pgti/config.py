@@ -231,9 +231,10 @@ def validate(cfg: Config, source: str = "config") -> None:
                         "e.g. [0.7, 0.1, 0.2]")
     if d.ratios[0] == 0:
         raise UserError(f"{source}: data.ratios: the training fraction must be > 0")
-    if d.placement == "partitioned" and t.shuffle != "local":
-        raise UserError(f"{source}: data.placement = 'partitioned' needs train.shuffle = 'local' "
-                        "(each node then holds only its ranks' time span); set both or use 'replicated'")
+    if d.placement == "partitioned" and t.shuffle == "global":
+        raise UserError(f"{source}: data.placement = 'partitioned' needs train.shuffle = 'local' or 'none' "
+                        "(each rank then keeps its own block of windows, so a node holds only its ranks' "
+                        "time span); set both or use 'replicated'")
     if sorted(t.milestones) != t.milestones:
         raise UserError(f"{source}: train.milestones: {t.milestones} must be increasing")
     if t.time_limit:

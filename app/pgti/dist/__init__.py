@@ -1,1 +1,14 @@
-"""pgti.dist"""
+"""pgti.dist: running on many ranks and nodes with MPI (mpi4py).
+
+  world      `init_world()`: world / node / node-leaders communicators, rank-prefixed logging,
+             `device_for`, `abort_on_error` (fail fast: one message, no hung ranks),
+             `allreduce_sum`, `agree_any`, `run_on_root`.
+  shared     `SharedArray`: one copy of an array per node (MPI shared memory), zero-copy numpy
+             and torch views on every local rank.
+  load       `load_signals`: the dataset's signals read once (rank 0), broadcast to the node
+             leaders, held once per node; per-node time spans; float16 / bfloat16 storage.
+  partition  pure functions: each rank's training window starts per epoch (equal batch counts)
+             and evaluation shards.
+
+Importing this package (or any of these modules) does not initialise MPI; `init_world()` does.
+"""

@@ -12,7 +12,7 @@ Both average gradients over all ranks every step, so every rank holds the same p
 
 Usage in the loop:
     engine = make_engine(cfg.dist, world, device)
-    model, optimizer = engine.prepare(model, optimizer)   # wraps; syncs rank 0's state
+    model, optimizer = engine.prepare(model, optimizer, resumed_optimizer_state)  # wraps; rank 0 state everywhere
     loss.backward(); engine.clip_and_step(optimizer, params, max_norm)
 `engine.module(model)` is the bare model (evaluation and checkpoints use it).
 """
@@ -35,7 +35,11 @@ class Engine:
         self.world = world
         self.device = device
 
-    def prepare(self, model, optimizer):
+    def prepare(self, model, optimizer, optimizer_state: dict | None = None):
+        """Wrap for distributed training; load `optimizer_state` (a resume) into the optimizer
+        that will step, and make every rank hold rank 0's parameters and optimizer state."""
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
         return model, optimizer
 
     @staticmethod
@@ -71,15 +75,18 @@ class HorovodEngine(Engine):
         self.hvd = hvd
         self.compression = hvd.Compression.fp16 if fp16_compression else hvd.Compression.none
 
-    def prepare(self, model, optimizer):
+    def prepare(self, model, optimizer, optimizer_state: dict | None = None):
         hvd = self.hvd
         hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-        if optimizer.state_dict()["state"]:
+        # Horovod's DistributedOptimizer is a new optimizer over the same parameter groups,
+        # with empty state: load a resumed state into it, after wrapping.
+        optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(),
+                                             compression=self.compression)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
             # Only a resumed optimizer has state. (Horovod initialises an empty one with a
             # zero-gradient step, which would advance Adam's step count by one.)
             hvd.broadcast_optimizer_state(optimizer, root_rank=0)
-        optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(),
-                                             compression=self.compression)
         return model, optimizer
 
     def clip_and_step(self, optimizer, parameters, max_norm: float) -> float | None:
@@ -115,15 +122,15 @@ class DDPEngine(Engine):
             dist.init_process_group(backend, init_method=f"tcp://{host}:{port}", rank=world.rank,
                                     world_size=world.size)
 
-    def prepare(self, model, optimizer):
+    def prepare(self, model, optimizer, optimizer_state: dict | None = None):
         from torch.nn.parallel import DistributedDataParallel
 
-        # DDP broadcasts rank 0's parameters and buffers here; optimizers are identical anyway
-        # (fresh, or loaded from the same checkpoint), but broadcast to be safe after a resume.
+        # DDP broadcasts rank 0's parameters and buffers when it wraps the model. A resumed
+        # optimizer state is the same file on every rank; rank 0's is broadcast all the same.
         ids = [self.device.index] if self.device.type == "cuda" else None
         wrapped = DistributedDataParallel(model, device_ids=ids)
-        state = self.world.comm.bcast(optimizer.state_dict() if self.world.rank == 0 else None, root=0)
-        optimizer.load_state_dict(state)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(self.world.comm.bcast(optimizer_state if self.world.rank == 0 else None, root=0))
         return wrapped, optimizer
 
     def no_sync(self, model):

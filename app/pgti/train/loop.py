@@ -149,26 +149,27 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
     pipeline = build_pipeline(cfg, world, device, scaler_state=state["scaler"] if state else None)
     seed_everything(t.seed)  # same initial weights on every rank (and rank 0's are broadcast anyway)
     model = build_model(cfg, pipeline).to(device)
-    optimizer = make_optimizer(cfg, model)
-    steps_per_epoch = len(pipeline.batcher(pipeline.train_starts(0), t.batch_size, train=False))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch, world.size))
     epoch, batch_in_epoch, global_step = 0, 0, 0
     best, stale, loss_sum, loss_count = math.inf, 0, 0.0, 0
     if state:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         epoch, batch_in_epoch, global_step = state["epoch"], state["batch_in_epoch"], state["global_step"]
         best, stale = state["best_val_mae"], state["epochs_without_improvement"]
         loss_sum, loss_count = state["partial_loss"]
+    engine = make_engine(cfg.dist, world, device)
+    train_model, optimizer = engine.prepare(model, make_optimizer(cfg, model), state["optimizer"] if state else None)
+    steps_per_epoch = len(pipeline.train_starts(0)) // t.batch_size  # equal on every rank, every epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch, world.size))
+    if state:
+        scheduler.load_state_dict(state["scheduler"])
+        for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
+            group["lr"] = lr  # constructing the scheduler reset it to step 0's rate
     seed_everything(t.seed + 1000 * world.rank + 1)  # per-rank randomness (scheduled sampling)
     if state and len(state["rng"]) == world.size:
         set_rng_state(state["rng"][world.rank])
     elif state:
         log.warning("resuming with %d ranks from a %d-rank checkpoint: the run continues, but not bit-exactly",
                     world.size, len(state["rng"]))
-    engine = make_engine(cfg.dist, world, device)
-    train_model, optimizer = engine.prepare(model, optimizer)
     if world.rank == 0:
         run.create(cfg)
         if state:
@@ -207,7 +208,7 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
 
     with StopRequest() as stop:
         while epoch < t.epochs and not (t.max_steps and global_step >= t.max_steps):
-            batches = pipeline.batcher(pipeline.train_starts(epoch), t.batch_size, train=True)
+            batches = pipeline.batcher("train", pipeline.train_starts(epoch), t.batch_size, prefetch=True)
             batches.set_epoch(epoch, start_batch=batch_in_epoch)
             progress = Progress(cfg, world, len(batches), batch_in_epoch, epoch, t.batch_size)
             train_model.train()
@@ -220,14 +221,14 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                     out = train_model(x, y_scaled, global_step=global_step)
                 pred = pipeline.scaler.inverse_transform(out.float(), channels=targets)
                 loss = masked_mae_loss(pred, y, missing)
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()  # (set_to_none is the default; Horovod 0.28 takes no argument)
                 loss.backward()
                 engine.clip_and_step(optimizer, model.parameters(), t.grad_clip)
                 scheduler.step()
                 global_step += 1
                 batch_in_epoch += 1
                 steps_this_epoch += 1
-                loss_value = float(loss)
+                loss_value = loss.detach().item()
                 loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
                 progress.step(batch_in_epoch - 1, loss_value)
                 deadline.record_step(time.perf_counter() - step_began)

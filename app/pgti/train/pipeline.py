@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from pgti.config import Config
-from pgti.data.format import DatasetInfo, open_dataset
+from pgti.data.format import DatasetInfo
 from pgti.data.scaler import Scaler
 from pgti.data.windows import IndexBatcher, WindowSpec, make_splits
 from pgti.dist import partition
-from pgti.dist.load import load_signals, node_time_span
+from pgti.dist.load import load_signals, node_time_span, open_dataset_once
 from pgti.errors import UserError
 
 
@@ -47,28 +47,13 @@ def window_spec(cfg: Config, info: DatasetInfo) -> WindowSpec:
     )
 
 
-def open_on_rank0(world, path: str) -> DatasetInfo:
-    """Rank 0 validates the file; every rank gets the metadata or the same one-line error."""
-    info, error = None, None
-    if world.rank == 0:
-        try:
-            info = open_dataset(path)
-        except UserError as exc:
-            error = str(exc)
-    info, error = world.comm.bcast((info, error), root=0)
-    if error:
-        raise UserError(error)
-    return info
-
-
 @dataclass
 class Pipeline:
     info: DatasetInfo
     spec: WindowSpec
     scaler: Scaler
     splits: dict[str, np.ndarray]
-    shared: object  # pgti.dist.shared.SharedArray (kept alive for the run)
-    span: tuple[int, int]  # [t0, t1) of the series this node holds
+    arrays: dict  # split -> node-shared SharedArray holding that split's steps [t0, t1) on this node
     cfg: Config
     world: object
     device: torch.device
@@ -82,45 +67,56 @@ class Pipeline:
         return len(self.spec.targets(self.info.num_channels))
 
     def train_starts(self, epoch: int) -> np.ndarray:
+        """This rank's training window starts for `epoch`, in batch order (see dist.partition)."""
         t = self.cfg.train
-        return partition.train_window_starts(
-            self.splits["train"], batch_size=t.batch_size, seed=t.seed, epoch=epoch, rank=self.world.rank,
-            world_size=self.world.size, shuffle=t.shuffle, drop_last=t.drop_last)
+        return partition.rank_window_starts(
+            self.splits["train"], self.world.rank, self.world.size, t.batch_size, seed=t.seed, epoch=epoch,
+            shuffle=t.shuffle, drop_last=t.drop_last)
 
-    def batcher(self, starts: np.ndarray, batch_size: int, *, train: bool) -> IndexBatcher:
+    def eval_starts(self, split: str) -> np.ndarray:
+        """This rank's contiguous shard of a split's windows (may be empty; sums are reduced)."""
+        return partition.eval_shard(self.splits[split], self.world.rank, self.world.size).starts
+
+    def batcher(self, split: str, starts: np.ndarray, batch_size: int, *, prefetch: bool = False) -> IndexBatcher:
         """Batches of the given absolute window starts, gathered from this node's array."""
-        t0, t1 = self.span
-        timestamps = self.info.timestamps[t0:t1]
+        shared = self.arrays[split]
+        t0, t1 = shared.attrs["t0"], shared.attrs["t1"]
         return IndexBatcher(
-            self.shared.array, timestamps, np.asarray(starts, dtype=np.int64) - t0, batch_size, self.spec, self.scaler,
-            shuffle=False, drop_last=False, device=self.device,
+            shared.tensor(), self.info.timestamps[t0:t1], np.asarray(starts, dtype=np.int64) - t0, batch_size,
+            self.spec, self.scaler, shuffle=False, drop_last=False, device=self.device,
             gather_on="device" if self.device.type == "cuda" else "host",
-            storage_dtype=self.cfg.data.storage_dtype,
-            prefetch=self.cfg.data.prefetch and self.device.type == "cpu" and train,
+            prefetch=prefetch and self.cfg.data.prefetch and self.device.type == "cpu",
         )
 
     def eval_batches(self, split: str, batch_size: int) -> tuple[IndexBatcher, np.ndarray]:
-        starts = partition.eval_shard(self.splits[split], self.world.rank, self.world.size)
-        return self.batcher(starts, batch_size, train=False), starts
+        starts = self.eval_starts(split)
+        return self.batcher(split, starts, batch_size), starts
 
 
 def build_pipeline(cfg: Config, world, device: torch.device, scaler_state: dict | None = None) -> Pipeline:
     d = cfg.data
-    info = open_on_rank0(world, d.path)
+    info = open_dataset_once(world, d.path)
     spec = window_spec(cfg, info)
     try:
         splits = make_splits(info.num_steps, d.input_steps, d.output_steps, d.stride, tuple(d.ratios), d.split)
     except ValueError as exc:
         raise UserError(f"{info.path}: {exc}; use a longer series or shorter windows") from None
-    if len(splits["train"]) < world.size * (cfg.train.batch_size if cfg.train.drop_last else 1):
-        raise UserError(f"{info.path}: {len(splits['train'])} training windows cannot give every one of "
-                        f"{world.size} ranks a batch of {cfg.train.batch_size}; lower train.batch_size")
 
-    span = (0, info.num_steps)
-    if d.placement == "partitioned":
-        own = partition.local_block(splits["train"], world.rank, world.size)
-        span = node_time_span(world, own, d.input_steps, d.output_steps)
-    shared = load_signals(world, info, span[0], span[1], mode=d.load, dtype=d.storage_dtype)
+    if d.placement == "replicated":  # one array of the whole series per node, shared by all splits
+        whole = load_signals(world, info, 0, info.num_steps, mode=d.load, dtype=d.storage_dtype)
+        arrays = {split: whole for split in splits}
+    else:
+        # Partitioned: per split, only the steps this node's ranks touch (their windows plus the
+        # Tin+Tout-1 halo), so node memory falls as nodes are added.
+        arrays = {}
+        for split in ("train", "val", "test"):
+            if split == "train":
+                lo, hi = partition.block_bounds(len(splits["train"]), world.size, world.rank)
+                mine = splits["train"][lo:hi]
+            else:
+                mine = partition.eval_shard(splits[split], world.rank, world.size).starts
+            t0, t1 = node_time_span(world, mine, d.input_steps, d.output_steps)
+            arrays[split] = load_signals(world, info, t0, t1, mode=d.load, dtype=d.storage_dtype)
 
     if scaler_state is not None:  # resume: the scaler the checkpoint was trained with
         scaler = Scaler.from_state_dict(scaler_state)
@@ -129,10 +125,10 @@ def build_pipeline(cfg: Config, world, device: torch.device, scaler_state: dict 
         if world.rank == 0:
             # Replicated: fit from the node-shared copy (no extra I/O). Partitioned: this node
             # holds only part of the training range, so stream it from the file.
-            source = shared.array if d.placement == "replicated" and d.storage_dtype == "float32" else info
+            source = arrays["train"].array if d.placement == "replicated" and d.storage_dtype == "float32" else info
             fitted = Scaler.fit(source, splits["train"], input_steps=d.input_steps, output_steps=d.output_steps,
                                 mode=d.scaler, include_missing=d.scaler_include_missing,
                                 missing_value=info.missing_value)
             state = fitted.state_dict()
         scaler = Scaler.from_state_dict(world.comm.bcast(state, root=0))
-    return Pipeline(info, spec, scaler, splits, shared, span, cfg, world, device)
+    return Pipeline(info, spec, scaler, splits, arrays, cfg, world, device)

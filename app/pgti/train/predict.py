@@ -66,7 +66,7 @@ def run(args) -> int:
                     n = pred.shape[0]
                     pred_ds[row:row + n] = pred.cpu().numpy()
                     target_ds[row:row + n] = y.cpu().numpy()
-                    first = window_starts.cpu().numpy() + pipeline.span[0] + spec.input_steps
+                    first = window_starts.cpu().numpy() + pipeline.arrays[args.split].attrs["t0"] + spec.input_steps
                     ts_ds[row:row + n] = info.timestamps[first[:, None] + np.arange(horizon)]
                     row += n
             os.replace(tmp, out)

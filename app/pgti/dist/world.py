@@ -1,0 +1,366 @@
+"""The MPI world of a run: communicators, rank-aware logging, devices and fail-fast errors.
+
+`init_world()` builds (once per process) a `World` from mpi4py's COMM_WORLD:
+
+  comm          all W ranks (COMM_WORLD)
+  node_comm     the ranks sharing this node's memory (`Split_type(COMM_TYPE_SHARED)`)
+  leaders_comm  local rank 0 of every node, ordered by world rank (None on non-leaders)
+
+It also works with no launcher at all: mpi4py's singleton init gives a world of one rank.
+Importing this module does nothing: MPI is initialised by the first `init_world()`.
+
+Testing/debugging knob: `PGTI_RANKS_PER_NODE=k` (or `init_world(ranks_per_node=k)`) splits
+the node communicator by `rank // k` instead of by shared-memory domain. Each simulated node
+is still genuine shared memory (they all live on one machine), so two ranks on a laptop can
+exercise the multi-node code paths: two leaders, the leaders' broadcast, per-node spans.
+
+Errors. A rank that raises while the others wait in a collective would hang the job until
+the walltime. `abort_on_error(world)` turns any exception into one printed message and
+`COMM_WORLD.Abort(code)` (2 for a `UserError`, 1 otherwise), which kills every rank at once.
+Errors that every rank raises together (`run_on_root`, `raise_if_any_failed`) are marked as
+such: rank 0 alone prints them and all ranks exit normally with the same status.
+
+The only global state is `_WORLD`, the cached world (communicator handles).
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from pgti.errors import EXIT_FAILURE, EXIT_USAGE, UserError
+
+if TYPE_CHECKING:  # mpi4py is imported lazily: importing it initialises MPI
+    import torch
+    from mpi4py import MPI
+
+RANKS_PER_NODE_ENV = "PGTI_RANKS_PER_NODE"
+_WORLD: "World | None" = None  # set by init_world(); the module's only global state
+
+
+@dataclass
+class World:
+    """One rank's view of the run. Ranks and sizes are counts of MPI processes."""
+
+    comm: "MPI.Intracomm" = field(repr=False)  # COMM_WORLD
+    node_comm: "MPI.Intracomm" = field(repr=False)  # ranks of this node (shared memory)
+    leaders_comm: "MPI.Intracomm | None" = field(repr=False)  # node leaders; None on non-leaders
+    rank: int  # in comm, 0..size-1
+    size: int  # W
+    local_rank: int  # in node_comm, 0..local_size-1
+    local_size: int
+    node: int  # this node's index, 0..num_nodes-1 (= rank of its leader in leaders_comm)
+    num_nodes: int
+    _shared: list = field(default_factory=list, repr=False)  # SharedArrays to free on close()
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_leader(self) -> bool:
+        """Local rank 0: owns the node's shared arrays and talks on leaders_comm."""
+        return self.local_rank == 0
+
+    @property
+    def prefix(self) -> str:
+        """`[rank 3/8 node 0]`, the prefix of every log line of this rank."""
+        return f"[rank {self.rank}/{self.size} node {self.node}]"
+
+    def close(self) -> None:
+        """Free the node-shared arrays still open (collective over each node's ranks).
+
+        Called at normal interpreter exit; call it yourself to release memory earlier. Every
+        rank of a node must call it (they created the arrays together)."""
+        if self._closed:
+            return
+        self._closed = True
+        # Reverse creation order: the same order on every rank of the node (Win.Free is collective).
+        for shared in reversed(list(self._shared)):
+            shared.free()
+
+
+def init_world(ranks_per_node: int | None = None) -> World:
+    """Build the world once (collective over COMM_WORLD on the first call) and cache it.
+
+    `ranks_per_node` (default: `$PGTI_RANKS_PER_NODE`, else the real shared-memory domains)
+    simulates nodes of that many ranks; see the module docstring."""
+    global _WORLD
+    if _WORLD is not None:
+        return _WORLD
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    ranks_per_node = _ranks_per_node(ranks_per_node)
+    if ranks_per_node is None:
+        node_comm = comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
+    else:
+        node_comm = comm.Split(color=rank // ranks_per_node, key=rank)
+    local_rank, local_size = node_comm.Get_rank(), node_comm.Get_size()
+    # key=rank keeps world rank 0 the leader of node 0 and orders nodes by their leaders' ranks.
+    leaders_comm = comm.Split(color=0 if local_rank == 0 else MPI.UNDEFINED, key=rank)
+    if leaders_comm == MPI.COMM_NULL:
+        leaders_comm = None
+    node, num_nodes = node_comm.bcast(
+        (leaders_comm.Get_rank(), leaders_comm.Get_size()) if leaders_comm is not None else None, root=0)
+    _WORLD = World(comm=comm, node_comm=node_comm, leaders_comm=leaders_comm, rank=rank, size=size,
+                   local_rank=local_rank, local_size=local_size, node=node, num_nodes=num_nodes)
+    # Registered after mpi4py's own exit handler, so it runs first (atexit is LIFO): windows
+    # are freed while MPI is still alive.
+    atexit.register(_close_at_exit)
+    return _WORLD
+
+
+def get_world() -> World:
+    """The cached world (`init_world()` with its defaults if nobody built it yet)."""
+    return _WORLD if _WORLD is not None else init_world()
+
+
+def _ranks_per_node(value: int | None) -> int | None:
+    text = os.environ.get(RANKS_PER_NODE_ENV, "") if value is None else str(value)
+    if not text.strip():
+        return None
+    try:
+        ranks = int(text)
+    except ValueError:
+        ranks = 0
+    if ranks < 1:
+        raise UserError(f"{RANKS_PER_NODE_ENV}={text!r} must be a positive integer (ranks per simulated "
+                        "node, a testing knob); unset it to use the real nodes")
+    return ranks
+
+
+def _close_at_exit() -> None:
+    world = _WORLD
+    if world is None or world._closed:
+        return
+    from mpi4py import MPI
+
+    # After an uncaught exception the other ranks may never reach this point: freeing (a
+    # collective) could hang, so leave the memory to the operating system.
+    if MPI.Is_finalized() or getattr(sys, "last_value", None) is not None:
+        return
+    world.close()
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def device_for(world: World, prefer: str = "auto") -> "torch.device":
+    """The torch device of this rank: `cuda:{local_rank % visible}` or `cpu`.
+
+    prefer  "auto": a GPU when one is visible, else the CPU; "cuda": a GPU or a UserError;
+            "cpu": the CPU. Visible GPUs are those of `CUDA_VISIBLE_DEVICES` (torch counts
+            only those), so a launcher that gives each rank its own GPU yields `cuda:0`.
+    """
+    import torch
+
+    if prefer not in ("auto", "cuda", "cpu"):
+        raise UserError(f"device {prefer!r} is not one of auto, cuda, cpu")
+    if prefer == "cpu":
+        return torch.device("cpu")
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible == 0:
+        if prefer == "cuda":
+            raise UserError(f"device 'cuda' was requested but rank {world.rank} sees no GPU "
+                            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}); "
+                            "use device 'auto' or 'cpu', or run on GPU nodes")
+        return torch.device("cpu")
+    return torch.device(f"cuda:{world.local_rank % visible}")
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def setup_logging(world: World, verbose: bool = False, log_file: str | os.PathLike | None = None,
+                  name: str = "pgti") -> logging.Logger:
+    """Configure the `name` logger with `[rank r/W node n]`-prefixed lines; returns it.
+
+    Console (stdout): rank 0 at INFO, the other ranks at WARNING, everyone at DEBUG when
+    `verbose`. `log_file` (optional, one per run): rank 0 appends all its INFO+ records, the
+    other ranks append their WARNING+ records to the same file. Each record is one append
+    (O_APPEND), so lines do not interleave on local, Lustre or GPFS file systems.
+    Calling it again replaces the handlers it installed before.
+    """
+    logger = logging.getLogger(name)
+    for handler in [h for h in logger.handlers if getattr(h, "_pgti_handler", False)]:
+        logger.removeHandler(handler)
+        handler.close()
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False  # the root logger's handlers would print every line twice
+    formatter = logging.Formatter(f"%(asctime)s {world.prefix} %(levelname)s %(name)s: %(message)s",
+                                  datefmt="%H:%M:%S")
+    quiet_level = logging.INFO if world.is_root else logging.WARNING
+
+    console = logging.StreamHandler(sys.stdout)
+    console.setLevel(logging.DEBUG if verbose else quiet_level)
+    handlers: list[logging.Handler] = [console]
+    if log_file is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        # delay: a rank opens the file at its first record (most ranks never write one).
+        to_file = logging.FileHandler(log_file, mode="a", encoding="utf-8", delay=True)
+        to_file.setLevel(logging.DEBUG if verbose and world.is_root else quiet_level)
+        handlers.append(to_file)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler._pgti_handler = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    return logger
+
+
+# --------------------------------------------------------------------------- small collectives
+
+
+def allreduce_sum(world: World, value):
+    """Sum over all ranks of a number (returns a float; an int stays an int) or a numpy array
+    (returns a new array of the same shape and dtype). Buffer-based: no pickling."""
+    from mpi4py import MPI
+
+    if isinstance(value, np.ndarray):
+        total = np.ascontiguousarray(value).copy()
+        world.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
+        return total
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    total = np.array([value], dtype=np.int64 if is_int else np.float64)
+    world.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
+    return int(total[0]) if is_int else float(total[0])
+
+
+def agree_any(world: World, flag: bool) -> bool:
+    """True on every rank if `flag` is true on any rank (a stop request, a walltime alarm).
+    Collective: every rank calls it at the same step."""
+    from mpi4py import MPI
+
+    buf = np.array([1 if flag else 0], dtype=np.int32)
+    world.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+    return bool(buf[0])
+
+
+# --------------------------------------------------------------------------- errors on all ranks
+
+
+def _report(exc: BaseException) -> tuple[bool, str, str]:
+    """What another rank needs to re-raise `exc`: (is a UserError, message, traceback text)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return isinstance(exc, UserError), str(exc), text
+
+
+def _on_all_ranks(exc: BaseException, traceback_text: str | None = None) -> BaseException:
+    """Mark `exc` as raised by every rank at once: rank 0 alone reports it."""
+    exc.raised_on_all_ranks = True  # type: ignore[attr-defined]
+    if traceback_text is not None:
+        exc.remote_traceback = traceback_text  # type: ignore[attr-defined]
+    return exc
+
+
+def _rebuild(report: tuple[bool, str, str], source_rank: int) -> BaseException:
+    is_user_error, message, text = report
+    if is_user_error:
+        return _on_all_ranks(UserError(message))
+    return _on_all_ranks(RuntimeError(f"rank {source_rank} failed: {message}"), text)
+
+
+def raise_if_any_failed(world: World, error: BaseException | None) -> None:
+    """Collective over the world: if any rank passes an exception, every rank raises the same
+    one (the lowest failing rank's; a UserError stays a UserError) and only rank 0 reports it
+    under `abort_on_error`. Use it after work where ranks may fail independently."""
+    reports = world.comm.allgather(None if error is None else _report(error))
+    for source_rank, report in enumerate(reports):
+        if report is not None:
+            if source_rank == world.rank and error is not None:
+                raise _on_all_ranks(error) from None
+            raise _rebuild(report, source_rank) from None
+
+
+def run_on_root(world: World, fn: Callable[..., Any], *args, **kwargs) -> Any:
+    """Call `fn(*args, **kwargs)` on rank 0 only and broadcast its (picklable) result.
+
+    If it raises, every rank raises the same error (see `raise_if_any_failed`), so an error
+    that only rank 0 can see (a bad file) ends every rank with one message."""
+    result, report = None, None
+    if world.is_root:
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001  (any failure must reach the other ranks)
+            report = exc
+    result, remote = world.comm.bcast((result, None if report is None else _report(report)), root=0)
+    if remote is not None:
+        if world.is_root:
+            raise _on_all_ranks(report) from None
+        raise _rebuild(remote, 0) from None
+    return result
+
+
+class abort_on_error(contextlib.ContextDecorator):
+    """Fail fast on any rank: `with abort_on_error(world): ...` or `@abort_on_error(world)`.
+
+    An exception on one rank prints one message on that rank (a UserError: its one line;
+    anything else: the traceback), flushes, and calls `COMM_WORLD.Abort(code)`, which ends
+    every rank (no rank left waiting in a collective). code = 2 for a UserError, 1 otherwise.
+    An error marked as raised on all ranks (`run_on_root`, `raise_if_any_failed`) is printed
+    by rank 0 alone, then every rank exits normally with that code. A single-process run
+    exits normally too. `SystemExit(0)` passes through untouched.
+    """
+
+    def __init__(self, world: World | None = None, stream=None):
+        self.world = world
+        self.stream = stream
+
+    def __enter__(self) -> "abort_on_error":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            return False
+        from mpi4py import MPI
+
+        comm = self.world.comm if self.world is not None else MPI.COMM_WORLD
+        rank, size = comm.Get_rank(), comm.Get_size()
+        stream = self.stream or sys.stderr
+        collective = bool(getattr(exc, "raised_on_all_ranks", False))
+        code = _exit_code(exc)
+        if rank == 0 or not collective:
+            message = _message(exc, rank, size, collective)
+            if message:
+                print(message, file=stream, end="" if message.endswith("\n") else "\n")
+        _flush(stream)
+        if collective and size > 1:
+            comm.Barrier()  # rank 0's message is out before any rank exits (exit may kill the job)
+        if collective or size == 1:
+            raise SystemExit(code) from None
+        comm.Abort(code)
+        return False  # not reached
+
+
+def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+    return EXIT_USAGE if isinstance(exc, UserError) else EXIT_FAILURE
+
+
+def _message(exc: BaseException, rank: int, size: int, collective: bool) -> str:
+    where = "" if collective or size == 1 else f" on rank {rank} of {size}"
+    if isinstance(exc, SystemExit):
+        return "" if isinstance(exc.code, int) else f"pgti: error{where}: {exc.code}"
+    if isinstance(exc, UserError):
+        return f"pgti: error{where}: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return f"pgti: interrupted{where}"
+    text = getattr(exc, "remote_traceback", None) or "".join(
+        traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return f"pgti: internal error{where}:\n{text}"
+
+
+def _flush(stream) -> None:
+    for s in (sys.stdout, sys.stderr, stream):
+        with contextlib.suppress(Exception):
+            s.flush()

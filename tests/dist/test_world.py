@@ -1,0 +1,82 @@
+"""pgti.dist.world: communicators, logging, small collectives, fail-fast, singleton runs."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from testlib import run_mpi
+from dist_helpers import HERE, LOAD_CONFIGS, load_run, mpi_env, write_small_dataset
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks, ranks_per_node", LOAD_CONFIGS)
+def test_world_communicators_and_collectives(tmp_path_factory, ranks, ranks_per_node):
+    rows = load_run(tmp_path_factory.getbasetemp(), ranks, ranks_per_node)["rows"]
+    per_node = ranks_per_node or ranks  # one real node holds every rank
+    assert [r["rank"] for r in rows] == list(range(ranks))
+    for r in rows:
+        assert r["size"] == ranks
+        assert r["node"] == r["rank"] // per_node
+        assert r["local_rank"] == r["rank"] % per_node
+        assert r["local_size"] == min(per_node, ranks - r["node"] * per_node)
+        assert r["num_nodes"] == -(-ranks // per_node)
+        assert r["is_leader"] == r["has_leaders_comm"] == (r["local_rank"] == 0)
+        assert r["sum_int"] == ranks * (ranks + 1) // 2 and isinstance(r["sum_int"], int)
+        assert r["sum_float"] == pytest.approx(0.25 * ranks)
+        assert r["sum_array"] == pytest.approx([0.0, sum(range(ranks)), 2.0 * sum(range(ranks))])
+        assert r["any_rank1"] is True and r["any_none"] is False
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks, ranks_per_node", [(3, 2)])
+def test_rank_prefixed_logging(tmp_path_factory, ranks, ranks_per_node):
+    run = load_run(tmp_path_factory.getbasetemp(), ranks, ranks_per_node)
+    out, log = run["stdout"], run["log"]
+    assert out.count("[rank 0/3 node 0] INFO pgti: info from rank 0") == 1
+    assert "info from rank 1" not in out and "info from rank 2" not in out  # others: WARNING and up
+    for rank, node in [(0, 0), (1, 0), (2, 1)]:
+        line = f"[rank {rank}/3 node {node}] WARNING pgti: warning from rank {rank}"
+        assert out.count(line) == 1 and log.count(line) == 1  # the run's log file has every rank
+    assert log.count("INFO pgti: info from rank 0") == 1 and "info from rank 1" not in log
+
+
+ERROR_CASES = [
+    # scenario, PGTI_RANKS_PER_NODE, exit status, the one message
+    ("raise-on-rank-1", None, 1, "RuntimeError: deliberate failure on rank 1"),
+    ("bad-path-on-rank-1", None, 2, "pgti: error on rank 1 of 3: {path}.missing: no such file"),
+    ("bad-file", "1", 2, "pgti: error: {path}.missing: no such file"),
+    ("bad-values", "1", 2, "pgti: error: {path}: /signals: non-finite value at step 400"),
+    ("bad-values-leader", "1", 2, "pgti: error: {path}: /signals: non-finite value at step 400"),
+]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("scenario, ranks_per_node, status, message", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+def test_an_error_on_one_rank_ends_all_ranks_with_one_message(tmp_path, scenario, ranks_per_node, status, message):
+    path = write_small_dataset(tmp_path / "d.h5", nan_at_step=400 if scenario.startswith("bad-values") else None)
+    started = time.monotonic()
+    proc = run_mpi(3, [HERE / "mpi_errors.py", scenario, path], timeout=60, env=mpi_env(ranks_per_node))
+    elapsed = time.monotonic() - started
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == status, output[-3000:]
+    assert elapsed < 30
+    assert output.count(message.format(path=path)) == 1, output[-3000:]
+    assert output.count("pgti: ") == 1  # nothing else of ours: one message in all
+    assert "finished" not in proc.stdout  # no rank went on past the failure
+
+
+def test_single_process_without_launcher(tmp_path):
+    path = write_small_dataset(tmp_path / "d.h5")
+    proc = subprocess.run([sys.executable, HERE / "mpi_single.py", "ok", path], capture_output=True,
+                          text=True, timeout=120, env=mpi_env(None))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert row["size"] == row["num_nodes"] == row["local_size"] == 1 and row["has_leaders_comm"]
+
+    failed = subprocess.run([sys.executable, HERE / "mpi_single.py", "fail"], capture_output=True, text=True,
+                            timeout=120, env=mpi_env(None))
+    assert failed.returncode == 2
+    assert failed.stderr.count("pgti: error: deliberate single-process failure") == 1
+    assert "Traceback" not in failed.stderr

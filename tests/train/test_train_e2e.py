@@ -1,0 +1,117 @@
+"""Real `pgti train` runs: bit-exact resume after SIGKILL, SIGTERM and walltime stops,
+evaluate/predict agreement, plots and metrics in the run directory."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from train_helpers import assert_bitwise_equal, final_model, run_train, train_cmd
+
+EXIT_RESUBMIT = 75
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_data, tmp_path_factory):
+    """An uninterrupted 2-epoch run."""
+    run_dir = tmp_path_factory.mktemp("runs") / "ref"
+    proc = run_train(tiny_data, run_dir)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return run_dir, proc
+
+
+def _wait_for(path_glob, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = sorted(path_glob())
+        if found:
+            return found
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended (status {proc.returncode}) before the checkpoint appeared:\n"
+                                 + proc.stdout.read()[-2000:] + proc.stderr.read()[-2000:])
+        time.sleep(0.01)
+    raise AssertionError("timed out waiting for a checkpoint")
+
+
+def test_run_directory_contents(reference_run):
+    run_dir, proc = reference_run
+    assert (run_dir / "config.toml").is_file()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    for r in rows:
+        assert r["samples_per_s"] > 0 and r["peak_rss_bytes_max_rank"] > 0 and "mae" in r["val"]["overall"]
+    assert (run_dir / "plots" / "loss.png").stat().st_size > 1000
+    assert (run_dir / "plots" / "val_mae.png").stat().st_size > 1000
+    log = (run_dir / "train.log").read_text()
+    assert "[rank 0/1 node 0]" in log and "epoch 2" in log
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]  # it learns
+
+
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(reference_run, tiny_data, tmp_path):
+    ref_dir, _ = reference_run
+    run_dir = tmp_path / "killed"
+    # Same training config; frequent checkpoints are resume-safe settings (not in the config hash).
+    cmd = train_cmd(tiny_data, run_dir, "checkpoint.every_steps=4")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (run_dir / "checkpoints").glob("step-000000008.pt"), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL  # really killed mid-run, not finished
+    resumed = run_train(tiny_data, run_dir, "checkpoint.every_steps=4", "--resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout + resumed.stderr
+    assert_bitwise_equal(final_model(ref_dir), final_model(run_dir))
+    ref_rows = (ref_dir / "metrics.jsonl").read_text().splitlines()
+    got_rows = (run_dir / "metrics.jsonl").read_text().splitlines()
+    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k in ("epoch", "train_loss", "val")} for r in rows]
+    assert strip(got_rows) == strip(ref_rows)
+
+
+def test_sigterm_checkpoints_and_exits_with_resubmit_status(tiny_data, tmp_path):
+    run_dir = tmp_path / "term"
+    proc = subprocess.Popen(train_cmd(tiny_data, run_dir, "checkpoint.every_steps=3", "train.epochs=20"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (run_dir / "checkpoints").glob("step-*.pt"), proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_RESUBMIT, err[-2000:]
+    assert "stopping on SIGTERM" in out + err
+    latest = (run_dir / "checkpoints" / "latest").read_text().strip()
+    assert (run_dir / "checkpoints" / latest).is_file()
+
+
+def test_time_limit_checkpoints_before_the_limit(tiny_data, tmp_path):
+    run_dir = tmp_path / "walltime"
+    began = time.time()
+    proc = run_train(tiny_data, run_dir, "train.epochs=50", "train.time_limit=10", "checkpoint.every_minutes=0")
+    assert proc.returncode == EXIT_RESUBMIT, proc.stderr[-2000:]
+    assert time.time() - began < 40
+    assert "stopping on walltime" in proc.stdout + proc.stderr
+    assert (run_dir / "checkpoints" / "latest").is_file()
+
+
+def test_evaluate_and_predict_agree(reference_run, tmp_path):
+    run_dir, _ = reference_run
+    ev = subprocess.run([sys.executable, "-m", "pgti.cli", "evaluate", str(run_dir), "--split", "test"],
+                        capture_output=True, text=True, timeout=120)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert "15 min" in ev.stdout and "last-value MAE" in ev.stdout
+    metrics = json.loads((run_dir / "metrics_test.json").read_text())
+    out = tmp_path / "preds.h5"
+    pr = subprocess.run([sys.executable, "-m", "pgti.cli", "predict", str(run_dir), "--out", str(out)],
+                        capture_output=True, text=True, timeout=120)
+    assert pr.returncode == 0, pr.stderr[-2000:]
+    with h5py.File(out) as f:
+        pred, target, ts = f["prediction"][()], f["target"][()], f["timestamps"][()]
+    mask = target != 0.0
+    mae = np.abs(pred.astype(np.float64) - target)[mask].mean()
+    assert mae == pytest.approx(metrics["overall"]["mae"], rel=1e-6)
+    assert np.all(np.diff(ts, axis=1) == 300)
+    per_step = [np.abs(pred[:, h] - target[:, h].astype(np.float64))[mask[:, h]].mean() for h in range(12)]
+    assert np.allclose(per_step, [r["mae"] for r in metrics["horizon"]], rtol=1e-6)
