@@ -13,6 +13,7 @@ an uninterrupted one (same world size, same device type).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
@@ -116,6 +117,21 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def check_ranks_agree(world, model: torch.nn.Module) -> bool:
+    """Compare a digest of every rank's parameters (data-parallel ranks must hold identical
+    ones); log it, or an error naming the ranks that diverged."""
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digests = world.comm.allgather(digest.hexdigest()[:16])
+    if world.rank == 0:
+        if len(set(digests)) == 1:
+            log.info("parameters identical on all %d ranks (sha256 %s)", world.size, digests[0])
+        else:
+            log.error("ranks disagree on parameters: %s", ", ".join(f"rank {r}: {d}" for r, d in enumerate(digests)))
+    return len(set(digests)) == 1
 
 
 def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_config: bool = False) -> int:
@@ -296,6 +312,7 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                     log.info("early stopping: no val improvement for %d epochs", stale)
                 break
 
+    check_ranks_agree(world, model)
     if world.rank == 0 and best < math.inf:
         final = run.read_metrics()[-1].get("val")
         if final:
