@@ -1,0 +1,322 @@
+"""`pgti bench memory`: node memory of each data placement, measured on real MPI runs.
+
+For every method and rank count W it launches `mpirun -np W` workers that hold the data the
+method's way and gather a few training batches, while this process samples the node's
+memory every 50 ms: the summed PSS of all ranks (shared pages counted once, split between
+the processes that map them; /proc/PID/smaps_rollup) and each rank's peak RSS (VmHWM).
+
+  materialized      standard DDP data loading: every rank holds every window copied out
+                    (x and y of DCRNN's generate_training_data / PyG-Temporal's signal)
+  per-rank copy     PGT-I's distributed index-batching: every rank reads the raw array into
+                    its own memory and slices windows by index
+  node-shared       ours: one copy per node in MPI shared memory, broadcast from rank 0
+  node-shared part. ours with data.placement=partitioned (local shuffle): each node holds
+                    only its ranks' time span (here each rank is its own simulated node, so
+                    the split shows as it would across nodes)
+
+A configuration whose estimated memory does not fit in the machine's available memory is not
+launched; it is reported as impossible with the memory it would need (the estimate).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+METHODS = ("materialized", "per-rank-copy", "node-shared", "node-shared-partitioned")
+LABELS = {"materialized": "materialized (standard DDP)", "per-rank-copy": "per-rank copy (PGT-I)",
+          "node-shared": "node-shared (pgti)", "node-shared-partitioned": "node-shared partitioned (pgti)"}
+WORKER_BATCHES = 8
+RUNTIME_BYTES = 300 << 20  # python + torch + MPI per rank (for the estimates only)
+
+
+# --------------------------------------------------------------------------- worker (under mpirun)
+
+
+def _worker(method: str, data: str, batch_size: int) -> None:
+    import numpy as np
+
+    from pgti.data.format import read_signals
+    from pgti.data.windows import IndexBatcher, WindowSpec, make_splits
+    from pgti.dist import partition
+    from pgti.dist.load import load_signals, node_time_span, open_dataset_once
+    from pgti.dist.world import abort_on_error, init_world
+
+    world = init_world(ranks_per_node=1 if method == "node-shared-partitioned" else None)
+    with abort_on_error(world):
+        info = open_dataset_once(world, data)
+        spec = WindowSpec(time_of_day=True)
+        train = make_splits(info.num_steps)["train"]
+        shuffle = "local" if method == "node-shared-partitioned" else "global"
+        starts = partition.rank_window_starts(train, world.rank, world.size, batch_size, shuffle=shuffle)
+        t0 = 0
+        if method == "materialized":
+            from pgti.data.baselines import MaterializedBatches, materialize_windows
+
+            signals = read_signals(info)
+            x, y = materialize_windows(signals, info.timestamps, make_splits(info.num_steps)["train"], spec)
+            del signals
+            batches = MaterializedBatches(x, y, train, batch_size)
+            batches = ((bx, by) for bx, by, _ in batches)
+        else:
+            if method == "per-rank-copy":
+                signals = read_signals(info)  # every rank its own full copy
+            elif method == "node-shared":
+                signals = load_signals(world, info).tensor()
+            else:
+                lo, hi = partition.block_bounds(len(train), world.size, world.rank)
+                t0, t1 = node_time_span(world, train[lo:hi], spec.input_steps, spec.output_steps)
+                signals = load_signals(world, info, t0, t1).tensor()
+            batcher = IndexBatcher(signals, info.timestamps[t0:t0 + len(signals)], starts - t0, batch_size, spec)
+            batches = ((bx, by) for bx, by, _ in batcher)
+        checksum = 0.0
+        for k, (bx, by) in enumerate(batches):
+            checksum += float(bx.sum() + by.sum())
+            if k + 1 >= WORKER_BATCHES:
+                break
+        world.comm.Barrier()
+        time.sleep(0.3)  # hold the steady state for the sampler
+        hwm = _vm_hwm(os.getpid())
+        rows = world.comm.gather({"rank": world.rank, "peak_rss_bytes": hwm, "checksum": checksum}, root=0)
+        if world.rank == 0:
+            print("PGTI_MEMORY " + json.dumps(rows), flush=True)
+        world.comm.Barrier()
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def _vm_hwm(pid: int) -> int:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _pss(pid: int) -> int:
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return b"pgti.bench.memory" in open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return False
+
+
+def _mpirun(ranks: int) -> list[str]:
+    import shutil
+
+    exe = shutil.which("mpirun") or shutil.which("mpiexec")
+    if exe is None:
+        raise RuntimeError("no mpirun on PATH: run `bash env/setup.sh` and `. env/activate.sh`")
+    cmd = [exe, "-np", str(ranks)]
+    if ranks > (os.cpu_count() or 1):
+        cmd.append("--oversubscribe")
+    return cmd
+
+
+def run_configuration(method: str, ranks: int, data: str, batch_size: int) -> dict:
+    cmd = _mpirun(ranks) + [sys.executable, "-m", "pgti.bench.memory", "--worker", method, "--data", data,
+                            "--batch-size", str(batch_size)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = {"pss": 0}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            workers = [p for p in _descendants(proc.pid) if _is_worker(p)]
+            peak["pss"] = max(peak["pss"], sum(_pss(p) for p in workers))
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{method} x{ranks} failed (status {proc.returncode}):\n{err[-2000:]}")
+    rows = json.loads(next(line for line in out.splitlines() if line.startswith("PGTI_MEMORY "))[12:])
+    return {"method": method, "ranks": ranks, "node_pss_bytes": peak["pss"],
+            "peak_rss_per_rank_bytes": [r["peak_rss_bytes"] for r in rows], "measured": True}
+
+
+def estimate(method: str, ranks: int, info) -> int:
+    """Node bytes a method needs (data only, plus a runtime allowance per rank)."""
+    raw = info.signal_bytes
+    cal = info.num_steps * info.num_nodes * 4  # time-of-day channel of the prepared series
+    windows = info.window_bytes(12, 12) + (info.num_steps - 23) * 12 * info.num_nodes * 4  # x gains a channel
+    per = {"materialized": ranks * (windows + raw + cal), "per-rank-copy": ranks * raw,
+           "node-shared": raw, "node-shared-partitioned": raw * 1.02}[method]
+    return int(per + ranks * RUNTIME_BYTES)
+
+
+def available_bytes() -> int:
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def benchmark(data: str, ranks: list[int], methods=METHODS, batch_size: int = 64) -> list[dict]:
+    from pgti.data.format import open_dataset
+
+    info = open_dataset(data)
+    results = []
+    for w in ranks:
+        for method in methods:
+            need = estimate(method, w, info)
+            row = {"method": method, "ranks": w, "estimate_bytes": need}
+            if need > 0.8 * available_bytes():
+                row.update(measured=False, reason=f"needs ~{need / 2**30:.1f} GiB, "
+                                                  f"{available_bytes() / 2**30:.1f} GiB available")
+            else:
+                row.update(run_configuration(method, w, data, batch_size))
+            results.append(row)
+            print(_row_text(row, info.signal_bytes), flush=True)
+    return results
+
+
+def _gib(n) -> str:
+    return f"{n / 2**30:6.2f} GiB"
+
+
+def _row_text(row: dict, raw: int) -> str:
+    label = f"{LABELS[row['method']]:32s} W={row['ranks']}"
+    if not row.get("measured"):
+        return f"{label}  impossible here: {row['reason']}"
+    return (f"{label}  node PSS {_gib(row['node_pss_bytes'])} ({row['node_pss_bytes'] / raw:5.2f}x raw)  "
+            f"peak RSS/rank max {_gib(max(row['peak_rss_per_rank_bytes']))}")
+
+
+def table(results: list[dict], raw_bytes: int) -> str:
+    lines = [f"| method | ranks | node memory (summed PSS) | x raw array | vs node-shared | peak RSS per rank (max) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    ours = {r["ranks"]: r["node_pss_bytes"] for r in results if r["method"] == "node-shared" and r.get("measured")}
+    for r in results:
+        if r.get("measured"):
+            base = ours.get(r["ranks"])
+            ratio = f"{r['node_pss_bytes'] / base:.2f}x" if base else "-"
+            lines.append(f"| {LABELS[r['method']]} | {r['ranks']} | {_gib(r['node_pss_bytes'])} | "
+                         f"{r['node_pss_bytes'] / raw_bytes:.2f} | {ratio} | {_gib(max(r['peak_rss_per_rank_bytes']))} |")
+        else:
+            lines.append(f"| {LABELS[r['method']]} | {r['ranks']} | impossible here (needs ~{_gib(r['estimate_bytes'])}) "
+                         f"| {r['estimate_bytes'] / raw_bytes:.1f} (est.) | - | - |")
+    return "\n".join(lines)
+
+
+def chart(results: list[dict], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ranks = sorted({r["ranks"] for r in results})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(METHODS)
+    for i, method in enumerate(METHODS):
+        vals, hatches = [], []
+        for w in ranks:
+            row = next((r for r in results if r["method"] == method and r["ranks"] == w), None)
+            if row is None:
+                vals.append(0.0)
+                hatches.append("")
+            elif row.get("measured"):
+                vals.append(row["node_pss_bytes"] / 2**30)
+                hatches.append("")
+            else:
+                vals.append(row["estimate_bytes"] / 2**30)
+                hatches.append("//")
+        bars = ax.bar(np.arange(len(ranks)) + i * width, vals, width, label=LABELS[method])
+        for bar, hatch in zip(bars, hatches):
+            bar.set_hatch(hatch)
+            if hatch:
+                bar.set_alpha(0.4)
+    ax.set_xticks(np.arange(len(ranks)) + width * (len(METHODS) - 1) / 2, [f"W={w}" for w in ranks])
+    ax.set_ylabel("node memory, GiB (hatched: estimated, cannot run here)")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--data", required=True, help="a pgti dataset")
+    p.add_argument("--ranks", default="1,2", help="comma-separated rank counts (default 1,2)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--json", help="write the results as JSON")
+    p.add_argument("--chart", help="write a PNG chart")
+
+
+def run(args) -> int:
+    from pgti.data.format import open_dataset
+    from pgti.errors import UserError
+
+    info = open_dataset(args.data)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise UserError(f"--methods: unknown {bad}; choose from {', '.join(METHODS)}")
+    try:
+        ranks = [int(r) for r in args.ranks.split(",")]
+    except ValueError:
+        raise UserError(f"--ranks {args.ranks!r}: give rank counts like 1,2,4") from None
+    print(f"node memory on {info.name}: raw array {_gib(info.signal_bytes)}, "
+          f"classic windows {_gib(info.window_bytes())} per copy")
+    results = benchmark(args.data, ranks, methods, args.batch_size)
+    print(table(results, info.signal_bytes))
+    payload = {"dataset": str(args.data), "raw_bytes": info.signal_bytes, "results": results}
+    if args.json:
+        Path(args.json).write_text(json.dumps(payload, indent=2))
+    if args.chart:
+        chart(results, Path(args.chart), f"node memory, {info.name} ({info.num_nodes} sensors x {info.num_steps} steps)")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker", choices=METHODS, required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--batch-size", type=int, default=64)
+    ns = parser.parse_args()
+    _worker(ns.worker, ns.data, ns.batch_size)
