@@ -1,0 +1,577 @@
+"""Index-batching: window starts, chronological splits, and vectorized batch gathers.
+
+A forecasting sample is a window of the raw series `S [T, N, C]` (time steps, sensors,
+channels) starting at step `s`:
+
+    x = S[s : s + Tin]              inputs  [Tin, N, C]
+    y = S[s + Tin : s + Tin + Tout] targets [Tout, N, C]
+
+Classic pipelines copy every window out (about Tin + Tout = 24 times the raw data). Here the
+raw array is kept once (on the host, in MPI shared memory, or on the GPU) together with an
+array of window starts. A batch of B windows is gathered with one `index_select` for x and
+one for y over a zero-copy window view (row s of the view is the contiguous block S[s:s+Tin]),
+so there is no Python loop over samples; the batch is then converted to float32, normalized
+and given calendar features. The shared raw array is only ever read.
+
+Conventions (as DCRNN's `generate_training_data.py`, x_offsets = -11..0, y_offsets = 1..12):
+window i of the series uses steps [i, i+Tin) as x and [i+Tin, i+Tin+Tout) as y, so there are
+S = T - (Tin + Tout) + 1 windows (every `stride`-th of them when stride > 1).
+
+Splits (`make_splits`) are chronological by window start:
+- "dcrnn": exactly DCRNN's counts, num_test = round(r_test * S), num_train = round(r_train * S)
+  with Python's `round` (round half to even), num_val = the rest; train first, then val, then
+  the last num_test windows. The train windows' targets overlap the first val windows' inputs
+  (and val/test likewise): that is what the literature's numbers are computed on.
+- "strict": the same boundaries, minus the val and test windows that would touch a time step
+  used by an earlier split (the first ceil((Tin+Tout)/stride) - 1 of each), so no step is seen by
+  two splits: no target of one split is an input of another (no leakage). Train is identical
+  to "dcrnn"'s, so the scaler is too.
+
+Calendar features are computed from the int64 unix-second timestamps (read as UTC plus an
+optional `utc_offset_seconds`; importers store local wall-clock times as if UTC):
+- time of day: one channel, the fraction of the day in [0, 1) (DCRNN's `time_in_day`);
+- day of week: one channel holding the day index 0..6 (Monday = 0, pandas' `dayofweek`) as a
+  float. One channel instead of DCRNN's 7-wide one-hot keeps batches small; a model that wants
+  the one-hot takes `F.one_hot(x[..., k].long(), 7)`.
+They are appended after the selected input channels, time of day first: x [B, Tin, N, Cin+K].
+Targets carry no calendar channels: y [B, Tout, N, Cout].
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from pgti.errors import UserError
+
+SPLITS = ("train", "val", "test")
+SPLIT_MODES = ("dcrnn", "strict")
+DEFAULT_RATIOS = (0.7, 0.1, 0.2)
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DAY_SECONDS = 86_400
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
+
+# --------------------------------------------------------------------------- windows and splits
+
+
+def count_windows(num_steps: int, input_steps: int = 12, output_steps: int = 12, stride: int = 1) -> int:
+    """Number of windows of `input_steps + output_steps` steps in a series of `num_steps`:
+    every `stride`-th of the T - (Tin + Tout) + 1 possible starts (0 if the series is too short)."""
+    possible = num_steps - (input_steps + output_steps) + 1
+    return 0 if possible <= 0 else -(-possible // stride)
+
+
+def all_window_starts(num_steps: int, input_steps: int = 12, output_steps: int = 12, stride: int = 1) -> np.ndarray:
+    """Window starts 0, stride, 2*stride, ... as int64 `[S]` (steps)."""
+    _check_steps(input_steps, output_steps, stride)
+    return np.arange(count_windows(num_steps, input_steps, output_steps, stride), dtype=np.int64) * stride
+
+
+def dcrnn_split_counts(num_windows: int, ratios: Sequence[float] = DEFAULT_RATIOS) -> tuple[int, int, int]:
+    """(train, val, test) window counts exactly as DCRNN's `generate_train_val_test`:
+    test = round(S * r_test), train = round(S * r_train) (Python's round: half to even), val = rest."""
+    r_train, r_val, r_test = _check_ratios(ratios)
+    num_test = round(num_windows * r_test)
+    num_train = round(num_windows * r_train)
+    num_val = num_windows - num_test - num_train
+    if num_val < 0:  # only reachable with ratios whose rounding overshoots on a tiny S
+        num_train += num_val
+        num_val = 0
+    return num_train, num_val, num_test
+
+
+def make_splits(
+    num_steps: int,
+    input_steps: int = 12,
+    output_steps: int = 12,
+    stride: int = 1,
+    ratios: Sequence[float] = DEFAULT_RATIOS,
+    mode: str = "dcrnn",
+) -> dict[str, np.ndarray]:
+    """Chronological train/val/test window starts, `{"train": int64 [S_train], ...}` (steps).
+
+    `mode` "dcrnn" reproduces DCRNN's split; "strict" drops the val/test windows that touch a
+    step of an earlier split (see the module docstring). Raises `UserError` when the series
+    is too short to give every split with a positive ratio at least one window.
+    """
+    if mode not in SPLIT_MODES:
+        raise UserError(f"split mode {mode!r} is not one of {', '.join(SPLIT_MODES)}; choose one of them")
+    starts = all_window_starts(num_steps, input_steps, output_steps, stride)
+    num_train, num_val, num_test = dcrnn_split_counts(len(starts), ratios)
+    splits = {
+        "train": starts[:num_train],
+        "val": starts[num_train:num_train + num_val],
+        "test": starts[num_train + num_val:],
+    }
+    if mode == "strict":
+        window = input_steps + output_steps
+        first_free = 0  # first step not yet used by an earlier split
+        for name in SPLITS:
+            kept = splits[name][splits[name] >= first_free]
+            splits[name] = kept
+            if kept.size:
+                first_free = int(kept[-1]) + window
+    for name, ratio in zip(SPLITS, ratios):
+        if ratio > 0 and splits[name].size == 0:
+            raise UserError(
+                f"the {name} split is empty: {num_steps} steps give {len(starts)} windows of "
+                f"{input_steps}+{output_steps} steps (stride {stride}, {mode} split {tuple(ratios)}); "
+                "use a longer series, shorter windows or other ratios")
+    return splits
+
+
+def step_multiplicity(window_starts: np.ndarray, num_steps: int, offset: int, length: int) -> np.ndarray:
+    """How many windows use each time step, int64 `[T]`, for the span [s + offset, s + offset
+    + length) of every start s. offset=0, length=Tin counts the input windows (DCRNN's x)."""
+    diff = np.zeros(num_steps + 1, dtype=np.int64)
+    first = np.asarray(window_starts, dtype=np.int64) + offset
+    np.add.at(diff, first, 1)
+    np.add.at(diff, first + length, -1)
+    return np.cumsum(diff[:-1])
+
+
+def _check_steps(input_steps: int, output_steps: int, stride: int) -> None:
+    if input_steps < 1 or output_steps < 1 or stride < 1:
+        raise UserError(f"window input_steps={input_steps}, output_steps={output_steps}, stride={stride}: "
+                        "all must be >= 1")
+
+
+def _check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or not math.isclose(sum(ratios), 1.0, abs_tol=1e-6):
+        raise UserError(f"split ratios {tuple(ratios)} must be three non-negative numbers (train, val, test) "
+                        "summing to 1, e.g. 0.7, 0.1, 0.2")
+    return float(ratios[0]), float(ratios[1]), float(ratios[2])
+
+
+# --------------------------------------------------------------------------- features and storage
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """What one sample holds. Channel lists index the raw array's C channels (None = all)."""
+
+    input_steps: int = 12  # Tin
+    output_steps: int = 12  # Tout
+    input_channels: tuple[int, ...] | None = None
+    target_channels: tuple[int, ...] | None = None
+    time_of_day: bool = False  # append fraction of day [0, 1) to x
+    day_of_week: bool = False  # append day index 0..6 (Monday = 0) to x
+    normalize_inputs: bool = True  # with a scaler: x data channels are (x - mean) / std
+    normalize_targets: bool = False  # y stays raw by default so a masked loss sees exact missing values
+    utc_offset_seconds: int = 0  # added to timestamps before taking the calendar
+
+    @property
+    def window_steps(self) -> int:
+        return self.input_steps + self.output_steps
+
+    @property
+    def calendar_channels(self) -> int:
+        return int(self.time_of_day) + int(self.day_of_week)
+
+    def inputs(self, num_channels: int) -> list[int]:
+        return _channel_list(self.input_channels, num_channels, "input_channels")
+
+    def targets(self, num_channels: int) -> list[int]:
+        return _channel_list(self.target_channels, num_channels, "target_channels")
+
+    def x_channels(self, num_channels: int) -> int:
+        """Cx: channels of a gathered x (selected inputs + calendar)."""
+        return len(self.inputs(num_channels)) + self.calendar_channels
+
+
+def _channel_list(channels, num_channels: int, what: str) -> list[int]:
+    if channels is None:
+        return list(range(num_channels))
+    channels = [int(c) for c in channels]
+    if not channels or any(not 0 <= c < num_channels for c in channels):
+        raise UserError(f"{what} {channels} must be a non-empty list of channel indices in [0, {num_channels})")
+    return channels
+
+
+def calendar_features(timestamps: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """Calendar channels per time step, float32 `[T, K]` (K = spec.calendar_channels):
+    time of day as a fraction of the day, then the day of week 0..6 (Monday = 0)."""
+    seconds = np.asarray(timestamps, dtype=np.int64) + int(spec.utc_offset_seconds)
+    columns = []
+    if spec.time_of_day:
+        columns.append((seconds % DAY_SECONDS) / DAY_SECONDS)
+    if spec.day_of_week:
+        columns.append((seconds // DAY_SECONDS + _EPOCH_WEEKDAY) % 7)
+    if not columns:
+        return np.zeros((len(seconds), 0), dtype=np.float32)
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def resolve_storage_dtype(storage_dtype) -> torch.dtype | None:
+    """'float32' | 'float16' | 'bfloat16' | a torch dtype | None (keep) -> torch dtype or None."""
+    if storage_dtype is None or isinstance(storage_dtype, torch.dtype):
+        return storage_dtype
+    try:
+        return STORAGE_DTYPES[str(storage_dtype)]
+    except KeyError:
+        raise UserError(f"storage_dtype {storage_dtype!r} is not one of {', '.join(STORAGE_DTYPES)}") from None
+
+
+def as_signal_tensor(signals, storage_dtype=None, device=None) -> torch.Tensor:
+    """The raw array as a torch tensor `[T, N, C]`, without a copy when it can.
+
+    A numpy array (also a read-only view of MPI shared memory) becomes a zero-copy tensor
+    that this module only reads; a copy is made only to change the dtype or the device.
+    """
+    if isinstance(signals, np.ndarray):
+        with warnings.catch_warnings():  # read-only shared memory: we never write into it
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            signals = torch.from_numpy(signals)
+    if not isinstance(signals, torch.Tensor) or signals.dim() != 3:
+        raise ValueError(f"signals must be a [T, N, C] numpy array or tensor, got {getattr(signals, 'shape', signals)}")
+    dtype = resolve_storage_dtype(storage_dtype) or signals.dtype
+    if not dtype.is_floating_point:
+        raise ValueError(f"signals must be floating point, got {dtype}")
+    return signals.to(device=device or signals.device, dtype=dtype)
+
+
+def load_signals(info, storage_dtype="float32", block_steps: int | None = None) -> torch.Tensor:
+    """Read a dataset's signals into one host tensor `[T, N, C]` of `storage_dtype`, block by
+    block (peak memory: the result plus one float32 block; float16 storage never holds a full
+    float32 copy)."""
+    from pgti.data.format import DatasetInfo, open_dataset, read_signals
+
+    if not isinstance(info, DatasetInfo):
+        info = open_dataset(info)
+    dtype = resolve_storage_dtype(storage_dtype) or torch.float32
+    out = torch.empty(info.shape, dtype=dtype)
+    block_steps = block_steps or max(1, (4 << 20) // max(1, info.num_nodes * info.num_channels * 4))
+    for t0 in range(0, info.num_steps, block_steps):
+        t1 = min(t0 + block_steps, info.num_steps)
+        if dtype == torch.float32:
+            read_signals(info, t0, t1, out=out[t0:t1].numpy())
+        else:
+            out[t0:t1].copy_(torch.from_numpy(read_signals(info, t0, t1)))
+    return out
+
+
+def window_view(series: torch.Tensor, length: int, count: int | None = None) -> torch.Tensor:
+    """The first `count` (default: all) windows of `length` steps of `series [T, ...]` as one
+    view `[count, length, ...]`: row s is series[s : s+length]. No data is copied."""
+    count = series.shape[0] - length + 1 if count is None else count
+    step = series.stride(0)
+    return series.as_strided((max(0, count), length) + tuple(series.shape[1:]), (step,) + tuple(series.stride()))
+
+
+# --------------------------------------------------------------------------- one batch
+
+
+class Batch(NamedTuple):
+    """One batch: x [B, Tin, N, Cx] float32, y [B, Tout, N, Cy] float32, starts [B] int64 (steps)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    starts: torch.Tensor
+
+
+class WindowGather:
+    """Gathers batches of windows from one raw array in a few vectorized calls.
+
+    `signals` [T, N, C] (numpy, also read-only shared memory, or torch) is kept as is when its
+    dtype and device already match `storage_dtype` and `device` (zero copy), otherwise copied
+    once. `timestamps` int64 [T] unix seconds (needed only for calendar features). With a
+    `scaler` (pgti.data.scaler.Scaler), x's data channels (and y's, if spec.normalize_targets)
+    are normalized after the gather, so the raw array is never rewritten.
+    """
+
+    def __init__(self, signals, timestamps=None, spec: WindowSpec = WindowSpec(), scaler=None, *,
+                 storage_dtype=None, device=None):
+        self.signals = as_signal_tensor(signals, storage_dtype, device)
+        self.device = self.signals.device
+        self.spec = spec
+        self.scaler = scaler
+        num_steps, self.num_nodes, num_channels = self.signals.shape
+        self.num_steps = num_steps
+        self.input_channels = spec.inputs(num_channels)
+        self.target_channels = spec.targets(num_channels)
+        self.x_channels = spec.x_channels(num_channels)
+        self.y_channels = len(self.target_channels)
+        _check_steps(spec.input_steps, spec.output_steps, 1)
+        # Views (no copies) of every window: row s of x_windows is signals[s : s+Tin], a
+        # contiguous block, so a batch is one index_select of B blocks.
+        starts = max(0, num_steps - spec.window_steps + 1)
+        self._x_windows = window_view(self.signals, spec.input_steps, starts)
+        self._y_windows = window_view(self.signals[spec.input_steps:], spec.output_steps, starts)
+        self.calendar = self._calendar_windows = None
+        if spec.calendar_channels:
+            if timestamps is None or len(timestamps) != num_steps:
+                raise ValueError(f"calendar features need timestamps [T={num_steps}]")
+            self.calendar = torch.from_numpy(calendar_features(timestamps, spec)).to(self.device)  # [T, K]
+            self._calendar_windows = window_view(self.calendar, spec.input_steps, starts)
+
+    def x_shape(self, batch: int) -> tuple[int, int, int, int]:
+        return (batch, self.spec.input_steps, self.num_nodes, self.x_channels)
+
+    def y_shape(self, batch: int) -> tuple[int, int, int, int]:
+        return (batch, self.spec.output_steps, self.num_nodes, self.y_channels)
+
+    def check_starts(self, starts) -> np.ndarray:
+        """Validate window starts (any int array-like) on the host; returns int64 `[S]`."""
+        starts = np.asarray(starts.cpu() if isinstance(starts, torch.Tensor) else starts).astype(np.int64).reshape(-1)
+        last = self.num_steps - self.spec.window_steps
+        if starts.size and (starts.min() < 0 or starts.max() > last):
+            raise ValueError(f"window starts must lie in [0, {last}] for T={self.num_steps} and "
+                             f"{self.spec.input_steps}+{self.spec.output_steps}-step windows; got "
+                             f"[{starts.min()}, {starts.max()}]")
+        return starts
+
+    def gather(self, starts, x_out: torch.Tensor | None = None, y_out: torch.Tensor | None = None,
+               *, validate: bool = True):
+        """Windows at `starts` [B] -> (x [B, Tin, N, Cx], y [B, Tout, N, Cy]), float32 on this
+        device, written into `x_out` / `y_out` when given (contiguous buffers of those shapes).
+
+        `starts`: int64 steps, a tensor on this device or any host array. Host starts are
+        checked against [0, T - Tin - Tout] unless `validate=False` (the caller checked them
+        once); device tensors are not checked here (that would synchronize every step).
+        """
+        if not isinstance(starts, torch.Tensor) or (validate and starts.device.type == "cpu"):
+            starts = torch.from_numpy(self.check_starts(starts))
+        starts = starts.to(self.device)
+        batch = starts.numel()
+        x = x_out if x_out is not None else torch.empty(self.x_shape(batch), dtype=torch.float32, device=self.device)
+        y = y_out if y_out is not None else torch.empty(self.y_shape(batch), dtype=torch.float32, device=self.device)
+        calendar = None if self.calendar is None else self._calendar_windows.index_select(0, starts)  # [B, Tin, K]
+        self._fill(x, self._x_windows, starts, self.input_channels, self.spec.normalize_inputs, calendar)
+        self._fill(y, self._y_windows, starts, self.target_channels, self.spec.normalize_targets, None)
+        return x, y
+
+    def _fill(self, out: torch.Tensor, windows: torch.Tensor, starts: torch.Tensor, channels: list[int],
+              normalize: bool, calendar: torch.Tensor | None) -> None:
+        """out [B, t, N, len(channels) + K] float32 <- the selected channels of `windows[starts]`
+        (a window view [S, t, N, C]), normalized if asked, then the calendar [B, t, K] if any.
+
+        Fewest passes over memory first: the windows go straight into `out` when nothing has
+        to be interleaved with them; otherwise they are gathered, normalized in place in one
+        contiguous temporary, and interleaved with the calendar in one more pass.
+        """
+        scaler = self.scaler if normalize else None
+        whole_rows = channels == list(range(windows.shape[-1]))
+        if calendar is None and whole_rows and windows.dtype == torch.float32:
+            data = torch.index_select(windows, 0, starts, out=out)
+            if scaler is not None:
+                scaler.transform(data, channels, out=data)
+            return
+        data = _select_channels(torch.index_select(windows, 0, starts), channels)
+        if scaler is not None:
+            in_place = data.dtype == torch.float32 and data.is_contiguous()
+            data = scaler.transform(data, channels, out=data if in_place else None)
+        _interleave(out, data, calendar)
+
+
+def _select_channels(rows: torch.Tensor, channels: list[int]) -> torch.Tensor:
+    """rows[..., channels]: a view when the channels are consecutive, else a copy."""
+    if channels == list(range(channels[0], channels[0] + len(channels))):
+        return rows if len(channels) == rows.shape[-1] else rows[..., channels[0]:channels[0] + len(channels)]
+    return rows.index_select(-1, torch.tensor(channels, device=rows.device))
+
+
+def _interleave(out: torch.Tensor, data: torch.Tensor, calendar: torch.Tensor | None) -> None:
+    """out [B, t, N, Cd + K] <- data [B, t, N, Cd] (any float dtype) and calendar [B, t, K],
+    the same for every sensor. Channels-last interleaving is a strided write; for the common
+    one data channel + one calendar channel, `torch.complex` writes both in one vectorized pass."""
+    batch, steps, nodes, channels = data.shape
+    if calendar is None:
+        out.copy_(data)
+        return
+    calendar = calendar.unsqueeze(2)  # [B, t, 1, K]
+    if channels == 1 and calendar.shape[-1] == 1 and data.dtype == torch.float32 and out.is_contiguous():
+        torch.complex(data.view(batch, steps, nodes), calendar.view(batch, steps, 1).expand(-1, -1, nodes),
+                      out=torch.view_as_complex(out))
+    elif out.device.type == "cpu":  # numpy's strided copies are about twice torch's on CPU
+        out_array = out.numpy()
+        out_array[..., :channels] = data.numpy() if data.dtype == torch.float32 else data.float().numpy()
+        out_array[..., channels:] = calendar.numpy()
+    else:
+        out[..., :channels].copy_(data)
+        out[..., channels:].copy_(calendar.expand(-1, -1, nodes, -1))
+
+
+# --------------------------------------------------------------------------- batches of a split
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 63-bit seed from (seed, epoch): any rank recomputes any epoch's order."""
+    state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+def epoch_order(num_windows: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
+    """Positions 0..S-1 in this epoch's order, int64 `[S]` on the host: a `torch.randperm` from
+    a CPU generator seeded by (seed, epoch) when shuffling (same on every machine for a given
+    torch version), else 0..S-1."""
+    if not shuffle:
+        return torch.arange(num_windows)
+    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+    return torch.randperm(num_windows, generator=generator)
+
+
+class IndexBatcher:
+    """Iterates one split's windows in batches gathered from the one raw array.
+
+    signals        [T, N, C] numpy (read-only shared memory is fine) or torch; never written.
+    timestamps     int64 [T] unix seconds (only used for calendar features).
+    window_starts  int64 [S] steps: a split from `make_splits`, or a rank's own starts.
+    batch_size     B; the last batch is smaller unless `drop_last`.
+    spec, scaler   what a sample holds and how it is normalized (see `WindowGather`).
+    shuffle, seed  per-epoch order from (seed, epoch): `set_epoch(epoch, start_batch=k)`
+                   restarts epoch `epoch` at batch k, bit-exact, without communication.
+    device         where batches are delivered ("cpu", "cuda", "cuda:1", ...).
+    gather_on      "device" (default): the raw array is copied to `device` once at start
+                   (GPU-index-batching: zero host-to-device copies per step); "host": it stays
+                   in host memory (e.g. node-shared) and each batch is gathered on the CPU and
+                   copied to `device`.
+    storage_dtype  "float32" | "float16" | "bfloat16" | None (keep): reduced precision halves
+                   the raw array's memory; batches always come out float32.
+    pin_memory     host gathers go to page-locked buffers (fast, asynchronous copies to a GPU).
+    prefetch       host gathers: a background thread gathers the next batch while the caller
+                   works on this one.
+    reuse_buffers  host gathers write into a small ring of preallocated buffers instead of new
+                   tensors. A yielded batch then stays valid only until the next batch is
+                   requested: clone what you keep. (Always on with pin_memory.)
+
+    Yields `Batch(x [B, Tin, N, Cx], y [B, Tout, N, Cy], starts [B])`, all on `device`.
+    """
+
+    def __init__(self, signals, timestamps, window_starts, batch_size: int, spec: WindowSpec = WindowSpec(),
+                 scaler=None, *, shuffle: bool = False, seed: int = 0, drop_last: bool = False, device="cpu",
+                 gather_on: str = "device", storage_dtype=None, pin_memory: bool = False, prefetch: bool = False,
+                 reuse_buffers: bool = False):
+        if batch_size < 1:
+            raise UserError(f"batch_size {batch_size} must be >= 1")
+        if gather_on not in ("device", "host"):
+            raise ValueError(f"gather_on must be 'device' or 'host', got {gather_on!r}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None and torch.cuda.is_available():
+            self.device = torch.device("cuda", torch.cuda.current_device())  # compare equal to tensors' devices
+        gather_device = self.device if gather_on == "device" else torch.device("cpu")
+        if pin_memory and not torch.cuda.is_available():
+            raise UserError("pin_memory needs CUDA (page-locked memory only helps copies to a GPU); turn it off")
+        self.gather = WindowGather(signals, timestamps, spec, scaler, storage_dtype=storage_dtype,
+                                   device=gather_device)
+        self.batch_size = int(batch_size)
+        self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
+        self.pin_memory = pin_memory and gather_device.type == "cpu"
+        self.prefetch = prefetch and gather_device.type == "cpu"
+        self.reuse_buffers = (reuse_buffers or self.pin_memory) and gather_device.type == "cpu"
+        self.epoch, self.start_batch = 0, 0
+        self.set_window_starts(window_starts)
+        self._ring: list[tuple[torch.Tensor, torch.Tensor, object]] = []
+
+    # ------------------------------------------------------------------ epoch control
+
+    def set_window_starts(self, window_starts) -> None:
+        """Replace the starts (e.g. a rank's share for a new epoch); int64 `[S]` steps."""
+        self.window_starts = torch.from_numpy(self.gather.check_starts(window_starts))
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch whose order the next iteration uses, starting at batch `start_batch`
+        (resume: the batches then equal batches start_batch.. of an uninterrupted epoch)."""
+        if not 0 <= start_batch <= len(self):
+            raise ValueError(f"start_batch {start_batch} outside [0, {len(self)}]")
+        self.epoch, self.start_batch = int(epoch), int(start_batch)
+
+    def __len__(self) -> int:
+        """Batches in a full epoch."""
+        count = len(self.window_starts)
+        return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
+
+    def epoch_starts(self) -> torch.Tensor:
+        """This epoch's window starts in batch order, int64 `[S]` on the host."""
+        return self.window_starts[epoch_order(len(self.window_starts), self.seed, self.epoch, self.shuffle)]
+
+    # ------------------------------------------------------------------ iteration
+
+    def __iter__(self) -> Iterator[Batch]:
+        ordered = self.epoch_starts().to(self.gather.device)  # one small copy per epoch
+        batches = range(self.start_batch, len(self))
+        if self.prefetch:
+            yield from self._prefetched(ordered, batches)
+            return
+        for k in batches:
+            yield self._deliver(*self._host_or_device_batch(ordered, k))
+
+    def _batch_starts(self, ordered: torch.Tensor, k: int) -> torch.Tensor:
+        return ordered[k * self.batch_size:(k + 1) * self.batch_size]
+
+    def _host_or_device_batch(self, ordered: torch.Tensor, k: int):
+        starts = self._batch_starts(ordered, k)
+        slot = self._slot(k, len(starts))
+        x, y = self.gather.gather(starts, *(slot[:2] if slot else (None, None)), validate=False)
+        return x, y, starts, slot
+
+    def _deliver(self, x, y, starts, slot) -> Batch:
+        """Move a host-gathered batch to the device; record when its buffers are free again."""
+        if x.device == self.device:
+            return Batch(x, y, starts)
+        x = x.to(self.device, non_blocking=self.pin_memory)
+        y = y.to(self.device, non_blocking=self.pin_memory)
+        starts = starts.to(self.device, non_blocking=self.pin_memory)
+        if slot is not None and self.device.type == "cuda":
+            slot[2].record()  # the ring slot may be refilled once this copy is done
+        return Batch(x, y, starts)
+
+    def _slot(self, k: int, batch: int):
+        """Ring buffer slot for batch k, or None (fresh tensors). Ring size: one held by the
+        caller, one queued, one being filled."""
+        if not self.reuse_buffers:
+            return None
+        if not self._ring:
+            for _ in range(3):
+                x = torch.empty(self.gather.x_shape(self.batch_size), pin_memory=self.pin_memory)
+                y = torch.empty(self.gather.y_shape(self.batch_size), pin_memory=self.pin_memory)
+                event = torch.cuda.Event() if self.device.type == "cuda" else None
+                self._ring.append((x, y, event))
+        x, y, event = self._ring[k % len(self._ring)]
+        if event is not None:
+            event.synchronize()  # the previous copy out of this slot has finished
+        return x[:batch], y[:batch], event
+
+    def _prefetched(self, ordered: torch.Tensor, batches: range) -> Iterator[Batch]:
+        """Gather batch k+1 in a background thread while the caller uses batch k."""
+        ready: queue.Queue = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def produce():
+            try:
+                for k in batches:
+                    item = self._host_or_device_batch(ordered, k)
+                    while not stop.is_set():
+                        try:
+                            ready.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                ready.put(None)
+            except BaseException as exc:  # handed to the caller's thread
+                ready.put(exc)
+
+        worker = threading.Thread(target=produce, name="pgti-prefetch", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = ready.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield self._deliver(*item)
+        finally:
+            stop.set()
+            while worker.is_alive():
+                try:
+                    ready.get_nowait()
+                except queue.Empty:
+                    worker.join(timeout=0.05)
