@@ -11,8 +11,9 @@ the processes that map them; /proc/PID/smaps_rollup) and each rank's peak RSS (V
                     its own memory and slices windows by index
   node-shared       ours: one copy per node in MPI shared memory, broadcast from rank 0
   node-shared part. ours with data.placement=partitioned (local shuffle): each node holds
-                    only its ranks' time span (here each rank is its own simulated node, so
-                    the split shows as it would across nodes)
+                    only its ranks' time span. Here every rank is its own simulated node
+                    (PGTI_RANKS_PER_NODE=1) and the figure is the largest node's PSS, i.e. what
+                    one node of a W-node job would hold
 
 A configuration whose estimated memory does not fit in the machine's available memory is not
 launched; it is reported as impossible with the memory it would need (the estimate).
@@ -151,13 +152,15 @@ def run_configuration(method: str, ranks: int, data: str, batch_size: int) -> di
     cmd = _mpirun(ranks) + [sys.executable, "-m", "pgti.bench.memory", "--worker", method, "--data", data,
                             "--batch-size", str(batch_size)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = {"pss": 0}
+    peak = {"pss": 0, "per_process": {}}
     done = threading.Event()
 
     def sample():
         while not done.is_set():
-            workers = [p for p in _descendants(proc.pid) if _is_worker(p)]
-            peak["pss"] = max(peak["pss"], sum(_pss(p) for p in workers))
+            sizes = {p: _pss(p) for p in _descendants(proc.pid) if _is_worker(p)}
+            peak["pss"] = max(peak["pss"], sum(sizes.values()))
+            for p, size in sizes.items():
+                peak["per_process"][p] = max(peak["per_process"].get(p, 0), size)
             done.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -168,7 +171,11 @@ def run_configuration(method: str, ranks: int, data: str, batch_size: int) -> di
     if proc.returncode != 0:
         raise RuntimeError(f"{method} x{ranks} failed (status {proc.returncode}):\n{err[-2000:]}")
     rows = json.loads(next(line for line in out.splitlines() if line.startswith("PGTI_MEMORY "))[12:])
-    return {"method": method, "ranks": ranks, "node_pss_bytes": peak["pss"],
+    node = peak["pss"]
+    if method == "node-shared-partitioned":
+        # Each rank is its own (simulated) node here: a node's memory is one rank's PSS.
+        node = max(peak["per_process"].values(), default=0)
+    return {"method": method, "ranks": ranks, "node_pss_bytes": node, "all_ranks_pss_bytes": peak["pss"],
             "peak_rss_per_rank_bytes": [r["peak_rss_bytes"] for r in rows], "measured": True}
 
 
@@ -265,7 +272,10 @@ def chart(results: list[dict], path: Path, title: str) -> Path:
             if hatch:
                 bar.set_alpha(0.4)
     ax.set_xticks(np.arange(len(ranks)) + width * (len(METHODS) - 1) / 2, [f"W={w}" for w in ranks])
-    ax.set_ylabel("node memory, GiB (hatched: estimated, cannot run here)")
+    ax.set_ylabel("node memory (GiB, summed PSS)")
+    if any(not r.get("measured") for r in results):
+        ax.text(0.01, 0.98, "hatched: estimated, cannot run on this machine", transform=ax.transAxes,
+                va="top", fontsize=8)
     ax.set_yscale("log")
     ax.set_title(title)
     ax.legend(fontsize=8)

@@ -364,3 +364,19 @@ def _flush(stream) -> None:
     for s in (sys.stdout, sys.stderr, stream):
         with contextlib.suppress(Exception):
             s.flush()
+
+
+def configure_threads(world: World) -> int:
+    """Give each rank its share of the node's cores for torch's intra-op threads.
+
+    torch defaults to one thread per core in every process; with several ranks per node that
+    oversubscribes the cores and slows everything (by 5-20x measured on 2 cores). An explicit
+    OMP_NUM_THREADS (e.g. from the job script's --cpus-per-task) wins. Returns the count set."""
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // max(1, world.local_size))
+    torch.set_num_threads(threads)
+    return threads

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from pgti import __version__
 from pgti.errors import UserError
 
 
@@ -33,7 +34,7 @@ def default_run_dir(args) -> Path:
 
 def run(args) -> int:
     from pgti.config import load_config
-    from pgti.dist.world import abort_on_error, init_world, setup_logging
+    from pgti.dist.world import abort_on_error, configure_threads, init_world, setup_logging
 
     world = init_world()
     with abort_on_error(world):
@@ -50,6 +51,9 @@ def run(args) -> int:
 
         run_dir.mkdir(parents=True, exist_ok=True)
         setup_logging(world, log_file=run_dir / "train.log", verbose=cfg.log.verbose)
+        threads = configure_threads(world)
+        logging.getLogger("pgti.train").info("pgti %s: %d rank(s), %d torch thread(s) per rank", __version__,
+                                             world.size, threads)
         if args.resume and args.resume != "auto" and not Path(args.resume).is_file():
             raise UserError(f"--resume {args.resume}: no such checkpoint; use --resume auto or a file in "
                             f"{run_dir}/checkpoints")
