@@ -116,3 +116,23 @@ def test_bad_data_path_ends_all_three_ranks_with_one_message(tmp_path):
     text = proc.stdout + proc.stderr
     assert text.count("missing.h5: no such file") == 1, text
     assert "Traceback" not in text
+
+
+@pytest.mark.mpi
+def test_resume_with_another_world_size_continues(horovod_w2, data, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "w1"
+    shutil.copytree(horovod_w2, run_dir)
+    # The W=2 run stopped at max_steps=24; continue it on one rank to 30 steps.
+    proc = subprocess.run([sys.executable, "-m", "pgti.cli", "train", "--run-dir", str(run_dir),
+                           "--set", f"data.path={data}", *sum((["--set", s] for s in RUN), []),
+                           "--set", "train.max_steps=30", "--resume", "auto"],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout + proc.stderr
+    assert "resuming with 1 ranks from a 2-rank checkpoint" in text
+    from pgti.train.checkpoint import CheckpointManager, load_checkpoint
+
+    state = load_checkpoint(CheckpointManager(run_dir / "checkpoints").latest())
+    assert state["global_step"] == 30 and state["world_size"] == 1
