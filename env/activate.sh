@@ -1,9 +1,11 @@
 # Source me:  . env/activate.sh
+# shellcheck shell=bash
 # Activates the pgti venv and sets the MPI environment for this machine.
 _pgti_here="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)"
 _pgti_venv="${PGTI_VENV:-$_pgti_here/../.venv}"
 if [ ! -f "$_pgti_venv/bin/activate" ]; then
   echo "pgti: no environment at $_pgti_venv; run: bash env/setup.sh" >&2
+  # shellcheck disable=SC2317  # (exit when run instead of sourced)
   return 1 2>/dev/null || exit 1
 fi
 # shellcheck disable=SC1091

@@ -35,6 +35,7 @@ if installed_ok && [ -f "$venv/.pgti-horovod-key" ] && [ "$(cat "$venv/.pgti-hor
   exit 0
 fi
 
+# shellcheck disable=SC2012  # (a glob in our own cache directory)
 wheel="$(ls "$cache"/horovod-*.whl 2>/dev/null | head -n 1 || true)"
 if [ -z "$wheel" ]; then
   log "building horovod $version for $key (about 3 minutes, once; cached in $cache)"
@@ -55,6 +56,7 @@ if [ -z "$wheel" ]; then
   mkdir -p "$cache.tmp.$$"
   cp "$work"/dist/horovod-*.whl "$cache.tmp.$$/"
   rm -rf "$cache" && mv "$cache.tmp.$$" "$cache"    # atomic publish: no half-written cache
+  # shellcheck disable=SC2012  # (a glob in our own cache directory)
   wheel="$(ls "$cache"/horovod-*.whl | head -n 1)"
 else
   log "reusing cached horovod wheel $wheel"

@@ -239,11 +239,13 @@ def validate(cfg: Config, source: str = "config") -> None:
         raise UserError(f"{source}: train.milestones: {t.milestones} must be increasing")
     if t.time_limit:
         parse_duration(t.time_limit, f"{source}: train.time_limit")
-    try:
-        from pgti.models.registry import validate_params
-    except ImportError:  # models not built in this checkout yet
-        return
-    validate_params(cfg.model.name, cfg.model.params, where=f"{source}: model.params")
+    from pgti.models.registry import get_spec
+
+    known = get_spec(cfg.model.name).hyperparameters
+    for key in cfg.model.params:
+        if key not in known:
+            raise UserError(f"{source}: unknown key model.params.{key} for model '{cfg.model.name}'"
+                            f"{_suggest(key, known)}")
 
 
 def parse_duration(text: str, where: str = "duration") -> float:

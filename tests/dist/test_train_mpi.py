@@ -2,6 +2,7 @@
 run resumes bit-exactly, partitioned placement trains like replicated, errors end every rank."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -93,6 +94,10 @@ def test_w2_killed_after_a_checkpoint_resumes_bit_exactly(horovod_w2, data, tmp_
     a, b = final_params(horovod_w2), final_params(run_dir)
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # ... and the same metrics: the resumed epoch's train loss counts every rank's part once
+    rows = lambda d: [{k: r[k] for k in ("epoch", "train_loss", "val")}
+                      for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())]
+    assert rows(run_dir) == rows(horovod_w2)
 
 
 @pytest.mark.mpi

@@ -62,3 +62,9 @@ def test_durations():
     assert parse_duration("01:30:00") == 5400 and parse_duration("90") == 90 and parse_duration("1-00:00:10") == 86410
     with pytest.raises(UserError):
         parse_duration("soon")
+
+
+def test_model_params_are_checked_against_the_model():
+    assert "unknown key model.params.hiden_size for model 'dcrnn' (did you mean 'hidden_size'?)" in \
+        _error(["model.params.hiden_size=8"])
+    assert load_config(None, ["model.params.hidden_size=8"]).model.params == {"hidden_size": 8}

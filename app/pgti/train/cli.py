@@ -36,6 +36,9 @@ def run(args) -> int:
     from pgti.config import load_config
     from pgti.dist.world import abort_on_error, configure_threads, init_world, setup_logging
 
+    from pgti.train.signals import StopRequest
+
+    stop = StopRequest().__enter__()  # first thing: a job's signal must never kill us mid-setup
     world = init_world()
     with abort_on_error(world):
         cfg = load_config(args.config, args.set)
@@ -57,6 +60,7 @@ def run(args) -> int:
         if args.resume and args.resume != "auto" and not Path(args.resume).is_file():
             raise UserError(f"--resume {args.resume}: no such checkpoint; use --resume auto or a file in "
                             f"{run_dir}/checkpoints")
-        status = train(cfg, RunDir(run_dir), world, resume=args.resume, ignore_config=args.resume_ignore_config)
+        status = train(cfg, RunDir(run_dir), world, resume=args.resume, ignore_config=args.resume_ignore_config,
+                       stop=stop)
         logging.getLogger("pgti.train").info("exit status %d", status)
         return status

@@ -13,6 +13,7 @@ an uninterrupted one (same world size, same device type).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -134,8 +135,12 @@ def check_ranks_agree(world, model: torch.nn.Module) -> bool:
     return len(set(digests)) == 1
 
 
-def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_config: bool = False) -> int:
-    """Train (or resume) the run in `run`; returns EXIT_OK or EXIT_RESUBMIT."""
+def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_config: bool = False,
+          stop: StopRequest | None = None) -> int:
+    """Train (or resume) the run in `run`; returns EXIT_OK or EXIT_RESUBMIT.
+
+    `stop`: the caller's installed StopRequest (installed at process start, so a signal that
+    arrives while the data loads still ends in a checkpoint after the first step)."""
     from mpi4py import MPI
 
     started = time.time()
@@ -171,7 +176,8 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
         model.load_state_dict(state["model"])
         epoch, batch_in_epoch, global_step = state["epoch"], state["batch_in_epoch"], state["global_step"]
         best, stale = state["best_val_mae"], state["epochs_without_improvement"]
-        loss_sum, loss_count = state["partial_loss"]
+        if world.rank == 0:  # the checkpoint holds the sums over all ranks; count them once
+            loss_sum, loss_count = state["partial_loss"]
     engine = make_engine(cfg.dist, world, device)
     train_model, optimizer = engine.prepare(model, make_optimizer(cfg, model), state["optimizer"] if state else None)
     steps_per_epoch = len(pipeline.train_starts(0)) // t.batch_size  # equal on every rank, every epoch
@@ -204,11 +210,13 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
     autocast = t.bf16 and device.type == "cuda"
 
     def snapshot() -> dict:
+        """Everything a resume needs (collective: every rank calls it; rank 0 gets the result)."""
         rngs = world.comm.gather(rng_state(), root=0)
+        partial = world.comm.allreduce(np.array([loss_sum, loss_count], dtype=np.float64))
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": pipeline.scaler.state_dict(), "epoch": epoch, "batch_in_epoch": batch_in_epoch,
                 "global_step": global_step, "best_val_mae": best, "epochs_without_improvement": stale,
-                "partial_loss": (loss_sum, loss_count), "rng": rngs, "config_hash": chash, "config": to_dict(cfg),
+                "partial_loss": (float(partial[0]), int(partial[1])), "rng": rngs, "config_hash": chash, "config": to_dict(cfg),
                 "world_size": world.size, "versions": {"pgti": __version__, "torch": torch.__version__}}
 
     def checkpoint() -> None:
@@ -222,7 +230,7 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
         deadline.record_checkpoint(time.perf_counter() - began)
         last_checkpoint = time.time()
 
-    with StopRequest() as stop:
+    with contextlib.nullcontext(stop) if stop is not None else StopRequest() as stop:
         while epoch < t.epochs and not (t.max_steps and global_step >= t.max_steps):
             batches = pipeline.batcher("train", pipeline.train_starts(epoch), t.batch_size, prefetch=True)
             batches.set_epoch(epoch, start_batch=batch_in_epoch)
