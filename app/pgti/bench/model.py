@@ -1,0 +1,144 @@
+"""`pgti bench model`: our batched sparse models vs PGT-I style message passing.
+
+    pgti bench model --model dcrnn-pgt --data pems-bay.h5 --batch-size 64 [--device cpu|cuda]
+                     [--steps N] [--no-memory] [--json FILE]
+
+Times one training step (forward + backward) per batch and measures its peak memory for our
+implementation and for a reference that diffuses the way PGT-I does (torch_geometric
+`MessagePassing` over `edge_index` replicated B times with node offsets; see
+`pgti.models.reference`), with the same weights, on the same batch of real windows. Before
+timing it checks that both give the same outputs (max |difference| <= 1e-4) and fails if not.
+Models without a reference (a3tgcn, gwnet) are timed alone. Memory is measured as described in
+`pgti.models.measure` (on CPU in a child process, so timings and memory do not disturb each other).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from pgti.models.cli_args import add_model_arguments, model_setup
+from pgti.models.registry import model_names
+
+# model name -> (reference class in pgti.models.reference, what it is)
+REFERENCES = {
+    "dcrnn-pgt": ("PGTBatchedDCRNN", "PGT-I's BatchedDCRNN: MessagePassing over edge_index replicated B times"),
+    "dcrnn": ("MessagePassingDCRNN", "the same DCRNN with MessagePassing diffusion over replicated edge_index"),
+}
+TOLERANCE = 1e-4
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, choices=model_names(), help=f"model: {', '.join(model_names())}")
+    add_model_arguments(p)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per implementation (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
+    p.add_argument("--global-step", type=int, default=0,
+                   help="global_step passed to the models (DCRNN scheduled sampling; default 0)")
+    p.add_argument("--no-memory", dest="memory", action="store_false",
+                   help="skip the memory measurement (on CPU it runs in a child process)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+
+def _time(model, x, y, device, args) -> dict:
+    from pgti.models.measure import time_step, training_step
+
+    seconds = time_step(training_step(model, x, y, global_step=args.global_step), device, args.steps, args.warmup)
+    return dict(seconds=seconds, mean_s=statistics.fmean(seconds), median_s=statistics.median(seconds),
+                min_s=min(seconds), parameters=sum(p.numel() for p in model.parameters()))
+
+
+def _memory(model, x, y, device, args, kwargs, reference: str | None) -> dict:
+    from pgti.models.measure import cpu_step_memory, cuda_step_memory, measure_request, training_step
+
+    if not args.memory:
+        return dict(peak_bytes=None, memory_method="not measured (--no-memory)")
+    if device.type == "cuda":
+        memory = cuda_step_memory(training_step(model, x, y, global_step=args.global_step), device)
+    else:
+        memory = cpu_step_memory(measure_request(model=args.model, data=args.data, kwargs=kwargs,
+                                                 batch_size=args.batch_size, global_step=args.global_step,
+                                                 reference=reference))
+    return dict(peak_bytes=memory.peak_bytes, memory_method=memory.method)
+
+
+def _max_output_difference(ours, reference, x, y, global_step) -> float:
+    import torch
+
+    outputs = []
+    for model in (ours, reference):
+        torch.manual_seed(1234)  # the same scheduled-sampling coins for both
+        with torch.no_grad():
+            outputs.append(model(x, y, global_step=global_step))
+    return float((outputs[0] - outputs[1]).abs().max())
+
+
+def run(args) -> int:
+    import torch
+
+    from pgti.errors import EXIT_FAILURE, UserError
+    from pgti.models import reference as references
+    from pgti.models.example import example_batch
+    from pgti.models.measure import human_bytes
+    from pgti.models.registry import build_model
+
+    if args.steps < 1 or args.warmup < 0:
+        raise UserError("--steps must be >= 1 and --warmup >= 0")
+    setup = model_setup(args.model, args)
+    info, device, kwargs = setup["info"], setup["device"], setup["kwargs"]
+    torch.manual_seed(0)
+    ours = build_model(args.model, **kwargs).to(device).train()
+    x, y = example_batch(info, batch_size=args.batch_size, input_steps=kwargs["input_steps"],
+                         output_steps=kwargs["output_steps"], input_channels=kwargs["input_channels"],
+                         output_channels=kwargs["output_channels"])
+    x, y = x.to(device), y.to(device)
+    threads = torch.get_num_threads() if device.type == "cpu" else None
+    where = f"{device.type}" + (f" ({threads} threads)" if threads else f" ({torch.cuda.get_device_name(device)})")
+    print(f"bench model  {args.model} on {info.name} (N={info.num_nodes}, E={info.num_edges}), "
+          f"batch {args.batch_size}, x {list(x.shape)}, {where}")
+    print(f"             {args.steps} timed training steps (forward + backward) after {args.warmup} warm-up")
+    result = dict(model=args.model, dataset=str(info.path), dataset_name=info.name, num_nodes=info.num_nodes,
+                  num_edges=info.num_edges, batch_size=args.batch_size, device=device.type, threads=threads,
+                  input_shape=list(x.shape), steps=args.steps, warmup=args.warmup,
+                  global_step=args.global_step, torch=torch.__version__, reference=None)
+    status = 0
+    if args.model in REFERENCES:
+        class_name, description = REFERENCES[args.model]
+        reference = getattr(references, class_name)(**kwargs).to(device).train()
+        reference.load_state_dict(ours.state_dict())
+        difference = _max_output_difference(ours, reference, x, y, args.global_step)
+        agree = difference <= TOLERANCE
+        result.update(max_abs_output_difference=difference, outputs_agree=agree)
+        print(f"outputs      max |ours - reference| = {difference:.2e} "
+              f"({'ok' if agree else 'MISMATCH'}, tolerance {TOLERANCE:g})")
+        if not agree:
+            status = EXIT_FAILURE
+    result["ours"] = _time(ours, x, y, device, args)
+    result["ours"].update(_memory(ours, x, y, device, args, kwargs, None))
+    _report("ours", f"batched sparse ({type(ours).__name__})", result["ours"], human_bytes)
+    if args.model in REFERENCES:
+        result["reference"] = dict(class_name=class_name, description=description,
+                                   **_time(reference, x, y, device, args))
+        result["reference"].update(_memory(reference, x, y, device, args, kwargs, class_name))
+        _report("reference", description, result["reference"], human_bytes)
+        speedup = result["reference"]["median_s"] / result["ours"]["median_s"]
+        result["speedup"] = speedup
+        mem_ours, mem_ref = result["ours"]["peak_bytes"], result["reference"]["peak_bytes"]
+        result["memory_ratio"] = mem_ref / mem_ours if mem_ours and mem_ref else None
+        memory_text = f", {result['memory_ratio']:.1f}x less memory" if result["memory_ratio"] else ""
+        print(f"speedup      {speedup:.1f}x per batch (median){memory_text}")
+    else:
+        print("reference    none for this model (PGT-I style references exist for dcrnn, dcrnn-pgt)")
+    print(f"memory       measured as: {result['ours']['memory_method']}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"json         {args.json}")
+    return status
+
+
+def _report(label: str, description: str, measured: dict, human_bytes) -> None:
+    times = ", ".join(f"{s:.3f}" for s in measured["seconds"])
+    print(f"{label:<12} {measured['median_s']:.3f} s/batch median [{times}], "
+          f"peak {human_bytes(measured['peak_bytes'])}: {description}")

@@ -1,0 +1,42 @@
+"""dcrnn-pgt: PGT-I's parameter count and names, same function as PGT's BatchedDCRNN."""
+import pytest
+import torch
+
+from pgti.models.dcrnn_pgt import PGTDCRNN
+from pgti.models.reference import PGTBatchedDCRNN
+
+
+def build(graph, cls=PGTDCRNN, **kw):
+    edge_index, edge_weight, n = graph
+    args = dict(num_nodes=n, input_channels=2, output_channels=2, input_steps=12, output_steps=12,
+                edge_index=edge_index, edge_weight=edge_weight)
+    return cls(**{**args, **kw})
+
+
+def test_parameter_count_and_names_are_pgts(graph):
+    model = build(graph)
+    assert sum(p.numel() for p in model.parameters()) == 150
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == {f"conv_x_{g}.{p}": s for g in "zrh"
+                      for p, s in (("weight", (2, 3, 4, 2)), ("bias", (2,)))}
+
+
+def test_output_is_one_hidden_state_per_input_step(graph):
+    model = build(graph)
+    assert model(torch.randn(3, 12, 8, 2)).shape == (3, 12, 8, 2)
+    with pytest.raises(ValueError, match="output_steps"):
+        build(graph, output_steps=6)
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 4])
+def test_matches_pgt_batched_dcrnn(graph, K):
+    torch.manual_seed(K)
+    ours = build(graph, K=K, input_steps=5, output_steps=5)
+    reference = build(graph, cls=PGTBatchedDCRNN, K=K)
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 5, 8, 2)
+    a, b = ours(x), reference(x)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    a.square().sum().backward(), b.square().sum().backward()
+    for (name, p), q in zip(ours.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
