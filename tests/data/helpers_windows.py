@@ -67,6 +67,20 @@ def dcrnn_time_in_day(timestamps: np.ndarray) -> np.ndarray:
     return (values - values.astype("datetime64[D]")) / np.timedelta64(1, "D")
 
 
+def pgt_index_dataset_data(speed: np.ndarray, timestamps: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """PGT-I's `IndexDataset` preprocessing, step by step as its SC'25 artifacts do it (pandas
+    float64 values, DCRNN's time_in_day from the datetime index), for one channel `speed [T, N]`:
+    returns its float64 array [T, N, 2] (standardized speed, time of day)."""
+    index_values = np.asarray(timestamps).astype("datetime64[s]").astype("datetime64[ns]")  # df.index.values
+    data = np.expand_dims(speed.astype(np.float64), -1)  # np.expand_dims(df.values, -1)
+    num_nodes = data.shape[1]
+    time_ind = (index_values - index_values.astype("datetime64[D]")) / np.timedelta64(1, "D")
+    time_in_day = np.tile(time_ind, [1, num_nodes, 1]).transpose((2, 1, 0))
+    data = np.concatenate([data, time_in_day], axis=-1)
+    data[..., 0] = (data[..., 0] - mean) / std
+    return data
+
+
 def strided_window_starts(num_steps: int, window: int, stride: int) -> np.ndarray:
     """Brute force: every start s with s % stride == 0 and s + window <= T."""
     return np.array([s for s in range(num_steps) if s % stride == 0 and s + window <= num_steps], dtype=np.int64)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers_windows import dcrnn_time_in_day, dcrnn_windows, random_config, random_series
+from helpers_windows import dcrnn_time_in_day, dcrnn_windows, pgt_index_dataset_data, random_config, random_series
 
 from pgti.data.baselines import (MaterializedBatches, PerSampleWindows, materialize_windows, per_sample_loader,
-                                 prepare_series)
+                                 prepare_series, prepare_series_pgt)
 from pgti.data.scaler import Scaler
 from pgti.data.windows import SPLITS, IndexBatcher, WindowSpec, make_splits, window_view
 
@@ -76,6 +76,78 @@ def test_per_sample_getitem_returns_views_of_the_prepared_series():
     x, y = dataset[1]
     assert x.data_ptr() == inputs[40].data_ptr() and y.data_ptr() == targets[52].data_ptr()
     assert len(dataset) == 2
+
+
+# --------------------------------------------------------------------------- PGT-I's IndexDataset
+
+
+def test_pgt_series_is_pgt_i_preprocessing():
+    signals, timestamps = random_series(4, 400, 6, 1)
+    train = make_splits(400)["train"]
+    scaler = Scaler.fit(signals, train)
+    data = prepare_series_pgt(signals, timestamps, WindowSpec(time_of_day=True), scaler)
+    expected = pgt_index_dataset_data(signals[..., 0], timestamps, scaler.mean[0], scaler.std[0])
+    assert data.dtype == np.float64 and data.shape == (400, 6, 2)
+    assert np.array_equal(data, expected)
+    dataset = PerSampleWindows(data, data, train)
+    x, y = dataset[3]
+    start = int(train[3])
+    assert x.dtype == y.dtype == torch.float64 and x.shape == y.shape == (12, 6, 2)  # y: every feature too
+    assert x.data_ptr() == data[start:].ctypes.data and y.data_ptr() == data[start + 12:].ctypes.data  # from_numpy
+
+
+def _assert_pgt_equals_index(pgt: torch.Tensor, index: torch.Tensor, scaler_mean, scaler_std, data_channels):
+    """pgt [B, t, N, Cd + K] float64 (channel-selected to match `index`) vs index's float32, whose
+    data channels are (x - mean) * (1/std) in float32: equal within float32 rounding, calendar exact."""
+    assert pgt.dtype == torch.float64 and index.dtype == torch.float32 and pgt.shape == index.shape
+    got = pgt.float()
+    data = slice(0, data_channels)
+    offset = torch.as_tensor(np.abs(scaler_mean / scaler_std), dtype=torch.float64)
+    tolerance = 4 * 2.0 ** -24 * (pgt[..., data].abs() + offset)  # a few float32 roundings of |x - m| / s and m / s
+    assert torch.all((got[..., data].double() - index[..., data].double()).abs() <= tolerance)
+    assert torch.equal(got[..., data_channels:], index[..., data_channels:])  # calendar: same float64 value, rounded
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_per_sample_pgt_equals_index_after_cast(seed):
+    cfg = random_config(seed)
+    signals, timestamps = random_series(seed, cfg["num_steps"], cfg["num_nodes"], cfg["num_channels"])
+    splits = make_splits(cfg["num_steps"], cfg["input_steps"], cfg["output_steps"], cfg["stride"], cfg["ratios"])
+    inputs = cfg["input_channels"]
+    # PGT-I standardizes its one array, so y is normalized too and holds only input channels
+    spec = WindowSpec(cfg["input_steps"], cfg["output_steps"], inputs, (inputs[-1],), time_of_day=True,
+                      day_of_week=seed % 2 == 1, normalize_targets=True)
+    scaler = Scaler.fit(signals, splits["train"], input_steps=cfg["input_steps"])
+    data = prepare_series_pgt(signals, timestamps, spec, scaler)
+    assert data.shape == (cfg["num_steps"], cfg["num_nodes"], len(inputs) + spec.calendar_channels)
+    mean, std = scaler.mean[list(inputs)], scaler.std[list(inputs)]
+    for name in SPLITS:
+        index = IndexBatcher(signals, timestamps, splits[name], cfg["batch_size"], spec, scaler, shuffle=True,
+                             seed=seed)
+        index.set_epoch(1)
+        pgt = per_sample_loader(PerSampleWindows(data, data, splits[name], spec), cfg["batch_size"], shuffle=True,
+                                seed=seed, epoch=1)
+        assert len(index) == len(pgt)
+        for a, (x, y) in zip(index, pgt):
+            assert y.shape[-1] == x.shape[-1] == len(inputs) + spec.calendar_channels  # y carries every feature
+            _assert_pgt_equals_index(x, a.x, mean, std, len(inputs))
+            target = len(inputs) - 1  # spec's target channel inputs[-1], at its position in PGT-I's array
+            _assert_pgt_equals_index(y[..., target:target + 1], a.y, mean[-1:], std[-1:], 1)
+    assert not np.array_equal(data[..., 0], signals[..., inputs[0]])  # really standardized
+
+
+@pytest.mark.gpu
+def test_per_sample_pgt_gpu_variant_returns_device_slices():
+    signals, timestamps = random_series(6, 300, 5, 1)
+    train = make_splits(300)["train"]
+    spec = WindowSpec(time_of_day=True, normalize_targets=True)
+    scaler = Scaler.fit(signals, train)
+    data = prepare_series_pgt(signals, timestamps, spec, scaler, device="cuda")
+    assert data.is_cuda and data.dtype == torch.float32 and data.shape == (300, 5, 2)
+    x, y = PerSampleWindows(data, data, train)[2]
+    assert x.data_ptr() == data[train[2]].data_ptr() and y.data_ptr() == data[train[2] + 12].data_ptr()
+    host = torch.from_numpy(prepare_series_pgt(signals, timestamps, spec, scaler)).float()
+    assert torch.equal(data.cpu(), host)
 
 
 @pytest.mark.gpu

@@ -316,9 +316,26 @@ def test_prefetch_and_buffer_reuse_give_the_same_batches():
 
 def test_reused_buffers_are_recycled():
     kept = list(_small_batcher(reuse_buffers=True)[0])  # all alive: fresh tensors would all differ
-    assert len(kept) > 3 and len({b.x.data_ptr() for b in kept}) == 3  # a ring of three buffers
+    assert len(kept) > 3 and len({b.x.data_ptr() for b in kept}) == 1  # used where gathered: one pair
+    kept = list(_small_batcher(reuse_buffers=True, prefetch=True)[0])
+    assert len({b.x.data_ptr() for b in kept}) == 3  # prefetch: held, queued, being filled
     fresh = list(_small_batcher()[0])
     assert len({b.x.data_ptr() for b in fresh}) == len(fresh)
+
+
+def test_gather_scratch_is_per_thread_and_reused():
+    batcher, starts = _small_batcher()
+    gather = batcher.gather
+    first = gather.gather(starts[:16])[0].clone()
+    scratch = gather._scratch(16).data_ptr()
+    gather.gather(starts[16:32])
+    assert gather._scratch(16).data_ptr() == scratch  # no per-batch allocation
+    assert torch.equal(gather.gather(starts[:16])[0], first)
+    other = []
+    thread = threading.Thread(target=lambda: other.append(gather._scratch(16).data_ptr()))
+    thread.start()
+    thread.join()
+    assert other[0] != scratch  # the prefetch thread never writes into the caller's scratch
 
 
 def test_prefetch_thread_stops_when_the_loop_breaks():

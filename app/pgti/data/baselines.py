@@ -5,12 +5,20 @@
   channels appended), then every window is copied out: x [S, Tin, N, Cx], y [S, Tout, N, Cy].
   Built here in float32 with one vectorized copy per array, the cheapest way there is: DCRNN's
   script stacks a Python list of float64 windows, so its real peak is about four times this.
-- per_sample: PGT-I's `IndexDataset`. The prepared series is kept once; `__getitem__` slices
-  one window (two views) and the default `DataLoader` collate stacks B of them, one Python
-  call per sample. CPU, or GPU with the prepared series on the device.
+- per_sample_pgt: PGT-I's `IndexDataset` as its SC'25 artifacts ship it. On the CPU it keeps
+  one float64 numpy array [T, N, Cin + K] (the readings, `np.expand_dims(df.values, -1)`, then
+  the time-of-day channel tiled over every sensor), standardized in place in float64; sample i
+  is `torch.from_numpy` of two slices of it, x = data[s : s+Tin] and y = data[s+Tin : s+Tin+Tout],
+  BOTH with every feature, and the default `DataLoader` collate stacks B of them (float64). The
+  training loop casts afterwards. Its GPU path keeps the same array as a float32 device tensor
+  and returns tensor slices.
+- per_sample: a kinder per-sample loader (ours, not PGT-I's): the same `__getitem__` + default
+  collate over float32 prepared series with exactly index-batching's features (x: inputs +
+  calendar, y: raw targets), so it moves no extra bytes.
 
-Both produce, sample for sample, exactly the tensors `IndexBatcher` gathers (the tests check
-`torch.equal`), so benchmarks compare like with like.
+materialized and per_sample produce, sample for sample, exactly the tensors `IndexBatcher`
+gathers (the tests check `torch.equal`); per_sample_pgt equals them after the cast to float32
+and the choice of y's channels, up to float64-vs-float32 rounding of the standardization.
 """
 from __future__ import annotations
 
@@ -20,7 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pgti.data.windows import Batch, WindowSpec, as_signal_tensor, calendar_features, epoch_order, window_view
+from pgti.data.windows import (_EPOCH_WEEKDAY, DAY_SECONDS, Batch, WindowSpec, as_signal_tensor, calendar_features,
+                               epoch_order, window_view)
 
 
 def prepare_series(signals, timestamps, spec: WindowSpec = WindowSpec(), scaler=None, device=None):
@@ -41,7 +50,7 @@ def prepare_series(signals, timestamps, spec: WindowSpec = WindowSpec(), scaler=
 
 def _features(raw: torch.Tensor, channels: list[int], scaler) -> torch.Tensor:
     selected = raw[..., channels]  # advanced indexing: a copy, float32 below
-    return scaler.transform(selected, channels) if scaler is not None else selected.float()
+    return (scaler.transform(selected, channels) if scaler is not None else selected).float()
 
 
 def materialize_windows(signals, timestamps, window_starts, spec: WindowSpec = WindowSpec(), scaler=None):
@@ -83,13 +92,16 @@ class MaterializedBatches:
 
 
 class PerSampleWindows(Dataset):
-    """PGT-I's `IndexDataset`: sample i is the window starting at window_starts[i], sliced from
-    the prepared series (`prepare_series`), returned as views (x [Tin, N, Cx], y [Tout, N, Cy])."""
+    """Per-sample loading over prepared series: sample i is the window starting at
+    window_starts[i], returned as views (x [Tin, N, Cx], y [Tout, N, Cy]) of `inputs` and
+    `targets` (from `prepare_series` for the kind float32 baseline, or x and y both of the one
+    PGT-I array from `prepare_series_pgt`)."""
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, window_starts, spec: WindowSpec = WindowSpec()):
+    def __init__(self, inputs, targets, window_starts, spec: WindowSpec = WindowSpec()):
         self.inputs, self.targets = inputs, targets
         self.window_starts = np.asarray(window_starts, dtype=np.int64)
         self.input_steps, self.window_steps = spec.input_steps, spec.window_steps
+        self.from_numpy = isinstance(inputs, np.ndarray)
 
     def __len__(self) -> int:
         return len(self.window_starts)
@@ -97,7 +109,38 @@ class PerSampleWindows(Dataset):
     def __getitem__(self, i: int):
         start = int(self.window_starts[i])
         middle = start + self.input_steps
-        return self.inputs[start:middle], self.targets[middle:start + self.window_steps]
+        x, y = self.inputs[start:middle], self.targets[middle:start + self.window_steps]
+        if self.from_numpy:  # PGT-I: torch.from_numpy(data[idx:idx+h]), torch.from_numpy(data[idx+h:idx+2h])
+            return torch.from_numpy(x), torch.from_numpy(y)
+        return x, y
+
+
+def prepare_series_pgt(signals, timestamps, spec: WindowSpec = WindowSpec(), scaler=None, device=None):
+    """PGT-I's prepared series: one array [T, N, Cin + K] holding the input channels, then the
+    calendar channels tiled over every sensor, the data channels standardized in place in
+    float64 with the scaler's (DCRNN, window-multiplicity) mean and std when
+    spec.normalize_inputs. CPU: a float64 numpy array (what `IndexDataset` slices); a CUDA
+    `device`: the same values as a float32 tensor there (PGT-I's GPU path)."""
+    raw = np.asarray(signals.cpu() if isinstance(signals, torch.Tensor) else signals)
+    channels = spec.inputs(raw.shape[-1])
+    num_steps, num_nodes = raw.shape[:2]
+    data = raw[..., channels].astype(np.float64)  # pandas' df.values is float64; expand_dims(-1) for one channel
+    features = [data]
+    seconds = np.asarray(timestamps, dtype=np.int64) + int(spec.utc_offset_seconds)
+    calendar = []
+    if spec.time_of_day:  # DCRNN/PGT-I: (index - index.astype("datetime64[D]")) / timedelta64(1, "D")
+        calendar.append((seconds % DAY_SECONDS) / DAY_SECONDS)
+    if spec.day_of_week:
+        calendar.append(((seconds // DAY_SECONDS + _EPOCH_WEEKDAY) % 7).astype(np.float64))
+    for time_ind in calendar:  # np.tile(time_ind, [1, N, 1]).transpose((2, 1, 0)): [T, N, 1] float64
+        features.append(np.tile(time_ind, [1, num_nodes, 1]).transpose((2, 1, 0)))
+    data = np.concatenate(features, axis=-1)
+    if scaler is not None and spec.normalize_inputs:
+        for k, c in enumerate(channels):  # in place, float64
+            data[..., k] = (data[..., k] - scaler.mean[c]) / scaler.std[c]
+    if device is not None and torch.device(device).type != "cpu":
+        return torch.from_numpy(data).to(device=device, dtype=torch.float32)
+    return data
 
 
 def per_sample_loader(dataset: PerSampleWindows, batch_size: int, *, shuffle: bool = False, seed: int = 0,
