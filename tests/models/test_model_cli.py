@@ -32,6 +32,7 @@ def test_bench_model_checks_outputs_and_writes_json(make_dataset, pgti_cli, tmp_
     assert status == 0, err
     result = json.loads(out_json.read_text())
     assert result["outputs_agree"] and result["max_abs_output_difference"] <= 1e-4
+    assert result["max_abs_output_difference_float32"] <= 1e-3
     assert result["speedup"] > 0 and len(result["ours"]["seconds"]) == 2
     assert result["ours"]["parameters"] == result["reference"]["parameters"] == 150
     assert result["ours"]["peak_bytes"] > 0 and result["reference"]["peak_bytes"] > 0

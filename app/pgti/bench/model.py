@@ -7,13 +7,15 @@ Times one training step (forward + backward) per batch and measures its peak mem
 implementation and for a reference that diffuses the way PGT-I does (torch_geometric
 `MessagePassing` over `edge_index` replicated B times with node offsets; see
 `pgti.models.reference`), with the same weights, on the same batch of real windows. Before
-timing it checks that both give the same outputs (max |difference| <= 1e-4) and fails if not.
+timing it checks that both compute the same outputs (max |difference| <= 1e-4, judged in
+float64; the float32 difference is reported too) and fails if not.
 Models without a reference (a3tgcn, gwnet) are timed alone. Memory is measured as described in
 `pgti.models.measure` (on CPU in a child process, so timings and memory do not disturb each other).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 from pathlib import Path
@@ -107,11 +109,17 @@ def run(args) -> int:
         class_name, description = REFERENCES[args.model]
         reference = getattr(references, class_name)(**kwargs).to(device).train()
         reference.load_state_dict(ours.state_dict())
-        difference = _max_output_difference(ours, reference, x, y, args.global_step)
-        agree = difference <= TOLERANCE
-        result.update(max_abs_output_difference=difference, outputs_agree=agree)
-        print(f"outputs      max |ours - reference| = {difference:.2e} "
-              f"({'ok' if agree else 'MISMATCH'}, tolerance {TOLERANCE:g})")
+        # Same function? Checked in float64, where the two implementations agree to rounding
+        # (~1e-14); in float32 the recurrence amplifies rounding (weights perturbed by 1e-7
+        # move dcrnn-pgt's outputs by ~1e-5), so that difference is reported, not judged.
+        single = _max_output_difference(ours, reference, x, y, args.global_step)
+        double = _max_output_difference(copy.deepcopy(ours).double(), copy.deepcopy(reference).double(),
+                                        x.double(), y.double(), args.global_step)
+        agree = double <= TOLERANCE
+        result.update(max_abs_output_difference=double, max_abs_output_difference_float32=single,
+                      outputs_agree=agree)
+        print(f"outputs      max |ours - reference| = {double:.1e} in float64 "
+              f"({'ok' if agree else 'MISMATCH'}, tolerance {TOLERANCE:g}); {single:.1e} in float32")
         if not agree:
             status = EXIT_FAILURE
     result["ours"] = _time(ours, x, y, device, args)

@@ -33,11 +33,13 @@ def run(args) -> int:
     x, y = example_batch(info, batch_size=args.batch_size, input_steps=kwargs["input_steps"],
                          output_steps=kwargs["output_steps"], input_channels=kwargs["input_channels"],
                          output_channels=kwargs["output_channels"])
-    step = training_step(model, x.to(device), y.to(device), global_step=0)
-    out = step()  # warm-up: lazy initialization is not the model's memory
     if device.type == "cuda":
+        step = training_step(model, x.to(device), y.to(device), global_step=0)
+        out = step()  # warm-up: lazy initialization is not the model's memory
         memory = cuda_step_memory(step, device)
     else:
+        with torch.no_grad():
+            out = model(x)
         memory = cpu_step_memory(measure_request(model=args.name, data=args.data, kwargs=kwargs,
                                                  batch_size=args.batch_size, global_step=0))
     parameters = count_parameters(model)
