@@ -29,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+from pgti.bench.scaling import mpirun
+
 METHODS = ("materialized", "per-rank-copy", "node-shared", "node-shared-partitioned")
 LABELS = {"materialized": "materialized (standard DDP)", "per-rank-copy": "per-rank copy (PGT-I)",
           "node-shared": "node-shared (pgti)", "node-shared-partitioned": "node-shared partitioned (pgti)"}
@@ -136,20 +138,8 @@ def _is_worker(pid: int) -> bool:
         return False
 
 
-def _mpirun(ranks: int) -> list[str]:
-    import shutil
-
-    exe = shutil.which("mpirun") or shutil.which("mpiexec")
-    if exe is None:
-        raise RuntimeError("no mpirun on PATH: run `bash env/setup.sh` and `. env/activate.sh`")
-    cmd = [exe, "-np", str(ranks)]
-    if ranks > (os.cpu_count() or 1):
-        cmd.append("--oversubscribe")
-    return cmd
-
-
 def run_configuration(method: str, ranks: int, data: str, batch_size: int) -> dict:
-    cmd = _mpirun(ranks) + [sys.executable, "-m", "pgti.bench.memory", "--worker", method, "--data", data,
+    cmd = mpirun(ranks) + [sys.executable, "-m", "pgti.bench.memory", "--worker", method, "--data", data,
                             "--batch-size", str(batch_size)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = {"pss": 0, "per_process": {}}
