@@ -9,6 +9,11 @@ state to the output channels at every step.
 
 Shapes: `x [B, T_in, N, C_in]` -> `[B, T_out, N, C_out]`; `y [B, T_out, N, >= C_out]` (only the
 first C_out channels are used, in the same scale as the outputs).
+
+Against the authors' TensorFlow code: the same cell, weight layout and initialization, except
+that each support's diffusion starts from the input (their `_gconv` reuses the previous
+support's last terms, see `diffusion.py`) and the projection has a bias (as in the PyTorch
+port, DCRNN_PyTorch); with it the METR-LA configuration has the usual 372,353 parameters.
 """
 from __future__ import annotations
 

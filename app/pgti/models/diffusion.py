@@ -13,8 +13,8 @@ reproduce it).
 `F` holds every sample and channel, `F = B * C` (node-major layout `[N, B, C]`), so the whole
 batch is diffused with one sparse product per step: no per-sample loop, no edge replication.
 All supports advance together: step 1 is one product with the stacked `[A_1; A_2] [S*N, N]`,
-later steps one product with the block diagonal `diag(2 A_1, 2 A_2) [S*N, S*N]` (the factor
-2 of the recurrence folded into the matrix).
+later steps one product with the block diagonal `diag(A_1, A_2) [S*N, S*N]` (doubled once at
+construction for the recurrences with `2 A T_{k-1}`).
 """
 from __future__ import annotations
 
