@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from train_helpers import assert_bitwise_equal, final_model, run_train, train_cmd
+from train_helpers import ENV, assert_bitwise_equal, final_model, run_train, train_cmd
 
 EXIT_RESUBMIT = 75
 
@@ -58,7 +58,7 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(reference_run, tiny_
     run_dir = tmp_path / "killed"
     # Same training config; frequent checkpoints are resume-safe settings (not in the config hash).
     cmd = train_cmd(tiny_data, run_dir, "checkpoint.every_steps=4")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     _wait_for(lambda: (run_dir / "checkpoints").glob("step-000000008.pt"), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)

@@ -1,6 +1,7 @@
 """Small real training runs: a tiny DCRNN launched as `pgti train` (fixtures: conftest.py)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,13 @@ def train_cmd(data: Path, run_dir: Path, *extra: str) -> list[str]:
     return cmd
 
 
+# One torch thread: multi-threaded CPU sparse products were seen to differ in the last bit
+# between runs on an idle 2-core machine (open issue: bit-exact resume with >1 CPU thread).
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def run_train(data, run_dir, *extra, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run(train_cmd(data, run_dir, *extra), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(train_cmd(data, run_dir, *extra), capture_output=True, text=True, timeout=timeout, env=ENV)
 
 
 def final_model(run_dir: Path) -> dict:
