@@ -22,13 +22,9 @@ fi
 echo "== the demo dataset"
 pgti data info "$data"
 
-# mpirun gives its ranks a pseudo-terminal, so the ranks cannot tell a log file from a screen:
-# decide here whether a progress bar or log lines suit this output.
-progress=lines
-[ -t 1 ] && progress=bar
 echo "== training on $np_ranks MPI ranks -> $run_dir"
 mpirun -np "$np_ranks" pgti train --config jobs/configs/demo.toml --run-dir "$run_dir" --resume auto \
-  --set data.path="$data" --set log.progress="$progress"
+  --set data.path="$data"
 echo "== evaluating the best checkpoint on the test windows (last-value forecast alongside)"
 pgti evaluate "$run_dir" --split test
 echo "== plots: $run_dir/plots/loss.png and $run_dir/plots/val_mae.png; log: $run_dir/train.log"

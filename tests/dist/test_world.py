@@ -80,3 +80,25 @@ def test_single_process_without_launcher(tmp_path):
     assert failed.returncode == 2
     assert failed.stderr.count("pgti: error: deliberate single-process failure") == 1
     assert "Traceback" not in failed.stderr
+
+
+TERMINAL_PROBE = "from pgti.dist.world import stdout_is_terminal; print('terminal', stdout_is_terminal())"
+
+
+def test_progress_bar_only_when_the_launchers_output_is_a_terminal():
+    """Open MPI gives every rank a pty even when mpirun writes to a log file: the ranks must
+    look at mpirun's own stdout (a batch log gets log lines, a person's terminal a bar)."""
+    import shlex
+    import shutil
+
+    from testlib import mpirun_command
+
+    to_file = run_mpi(2, ["-c", TERMINAL_PROBE])  # mpirun's stdout: a pipe, as in a batch job
+    assert to_file.returncode == 0, to_file.stderr
+    assert to_file.stdout.count("terminal False") == 2, to_file.stdout
+    if shutil.which("script") is None:
+        pytest.skip("no `script` (util-linux) to give mpirun a terminal")
+    cmd = shlex.join(mpirun_command(2) + [sys.executable, "-c", TERMINAL_PROBE])
+    on_tty = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=120)
+    assert on_tty.returncode == 0, on_tty.stdout + on_tty.stderr
+    assert on_tty.stdout.count("terminal True") == 2, on_tty.stdout

@@ -73,3 +73,27 @@ def test_pgt_cell_matches_dense_pgt_formula(helpers):
         h = z * h + (1 - z) * h_tilde
         expected.append(h)
     torch.testing.assert_close(model(x), torch.stack(expected, 1))
+
+
+def test_input_parts_hoisted_and_step_by_step_agree(helpers, monkeypatch):
+    """The whole-sequence (hoisted) input diffusion and the step-by-step one give the same parts;
+    a sequence over the value bound goes step by step (what keeps full-PeMS evaluation small)."""
+    from pgti.models import dcgru
+
+    n, batch, cin, steps = 11, 4, 2, 5
+    edge_index, edge_weight = helpers.make_graph(n, 25, seed=7)
+    model = PGTDCRNN(num_nodes=n, input_channels=cin, output_channels=2, input_steps=steps, output_steps=steps,
+                     edge_index=edge_index, edge_weight=edge_weight).double()
+    weights = model.weights()
+    seq = list(torch.randn(steps, n, batch, cin, dtype=torch.float64).unbind(0))
+    seen = []
+    real = dcgru.input_part
+    monkeypatch.setattr(dcgru, "input_part", lambda d, x, w: (seen.append(x.dim()), real(d, x, w))[1])
+    hoisted = list(dcgru.input_parts(model.diffusion, seq, weights))
+    assert seen == [4]  # one call on [N, T, B, C]
+    seen.clear()
+    monkeypatch.setattr(dcgru, "_HOIST_MAX_VALUES", steps * batch * cin * n - 1)
+    stepwise = list(dcgru.input_parts(model.diffusion, seq, weights))
+    assert seen == [3] * steps  # one call per step on [N, B, C]
+    for a, b in zip(hoisted, stepwise):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

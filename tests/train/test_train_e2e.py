@@ -115,3 +115,25 @@ def test_evaluate_and_predict_agree(reference_run, tmp_path):
     assert np.all(np.diff(ts, axis=1) == 300)
     per_step = [np.abs(pred[:, h] - target[:, h].astype(np.float64))[mask[:, h]].mean() for h in range(12)]
     assert np.allclose(per_step, [r["mae"] for r in metrics["horizon"]], rtol=1e-6)
+
+
+def test_max_steps_stop_then_resume_keeps_rows_and_extends_bit_exactly(reference_run, tiny_data, tmp_path):
+    """A run stopped by train.max_steps mid-epoch: resuming it as is changes nothing (its rows
+    stay), resuming with the limit lifted ends exactly like the uninterrupted run."""
+    ref_dir, _ = reference_run
+    run_dir = tmp_path / "limited"
+    strip = lambda d: [{k: v for k, v in json.loads(r).items() if k in ("epoch", "train_loss", "val")}
+                       for r in (d / "metrics.jsonl").read_text().splitlines()]
+    steps_per_epoch = json.loads((ref_dir / "metrics.jsonl").read_text().splitlines()[0])["global_step"]
+    limit = steps_per_epoch + steps_per_epoch // 2  # halfway through the second epoch
+    first = run_train(tiny_data, run_dir, f"train.max_steps={limit}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = strip(run_dir)
+    assert [r["epoch"] for r in rows] == [0, 1]  # the partial second epoch has its row
+    again = run_train(tiny_data, run_dir, f"train.max_steps={limit}", "--resume=auto")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert strip(run_dir) == rows  # nothing left to do: the rows stay as they were
+    extended = run_train(tiny_data, run_dir, "train.max_steps=0", "--resume=auto")
+    assert extended.returncode == 0, extended.stderr[-3000:]
+    assert_bitwise_equal(final_model(ref_dir), final_model(run_dir))
+    assert strip(run_dir) == strip(ref_dir)

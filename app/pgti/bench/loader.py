@@ -29,6 +29,8 @@ The methods load the same windows (same split, scaler, features, shuffle order):
   prepared series with index-batching's features; shown for honesty, not PGT-I's code;
 - index: `IndexBatcher`, one vectorized gather per batch from the one raw array, into reused
   output buffers (`reuse_buffers=True`: a batch is valid until the next one is requested);
+- index_fp16: the same with the raw array stored as float16 (`data.storage_dtype`), half the
+  memory; its batches are float32, equal to index's within float16's precision;
 - memcpy: the physical reference, copying the same useful bytes per batch from random places
   of a source larger than the CPU caches (at least 1 GiB and 4x the last-level cache), or of
   GPU memory with --device cuda.
@@ -53,7 +55,7 @@ from pathlib import Path
 
 from pgti.errors import UserError
 
-METHODS = ("materialized", "per_sample_pgt", "per_sample", "index", "memcpy")
+METHODS = ("materialized", "per_sample_pgt", "per_sample", "index", "index_fp16", "memcpy")
 ROUNDS = 5
 # Heavy modules no loader method needs: a child reports which of them it has imported anyway.
 WATCHED_IMPORTS = ("pandas", "matplotlib", "torch_geometric", "scipy", "sympy", "mpi4py", "pgti.data.baselines")
@@ -174,7 +176,7 @@ def measure_one(method: str, args) -> dict:
 
     if method != "memcpy":  # what the method needs, imported before the base RSS; index needs no baselines
         from pgti.data import batcher, scaler, windows  # noqa: F401
-        if method != "index":
+        if not method.startswith("index"):
             from pgti.data import baselines  # noqa: F401
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -224,7 +226,7 @@ def _loader(method: str, info, args, device):
 
     spec = WindowSpec(args.input_steps, args.output_steps, time_of_day=not args.no_time_of_day)
     splits = make_splits(info.num_steps, args.input_steps, args.output_steps)
-    storage = args.storage_dtype if method == "index" else "float32"
+    storage = {"index": args.storage_dtype, "index_fp16": "float16"}.get(method, "float32")
     signals = load_signals(info, storage)
     scaler = Scaler.fit(signals, splits["train"], input_steps=args.input_steps, output_steps=args.output_steps,
                         missing_value=info.missing_value)
@@ -233,7 +235,7 @@ def _loader(method: str, info, args, device):
     useful = args.batch_size * (args.input_steps * x_channels + args.output_steps * info.num_channels) \
         * info.num_nodes * 4
     delivered = useful
-    if method == "index":
+    if method.startswith("index"):
         loader = IndexBatcher(signals, info.timestamps, train, args.batch_size, spec, scaler, shuffle=True,
                               seed=args.seed, drop_last=True, device=device, reuse_buffers=True)
         epochs = _epochs(lambda epoch: (loader.set_epoch(epoch), loader)[1])
@@ -341,6 +343,7 @@ LEGEND = {
     "per_sample_pgt": "PGT-I's IndexDataset as shipped: float64, x and y every feature, default collate",
     "per_sample": "kinder per-sample loader (ours, float32, index's features), not PGT-I's code",
     "index": "IndexBatcher: one vectorized gather per batch, reused buffers",
+    "index_fp16": "the same, raw array stored as float16 (half the memory), float32 batches",
     "memcpy": "the same useful bytes copied from random places of >= 1 GiB",
 }
 
@@ -402,6 +405,9 @@ def _checks(by_method: dict) -> list[str]:
             base = index["base_rss_bytes"]
             lines.append(f"      of which index's imports (torch, h5py, pgti), before it holds any data: "
                          f"{base / materialized:.1%}; its data: {(index['peak_rss_bytes'] - base) / materialized:.1%}")
+        if "index_fp16" in by_method:
+            half = by_method["index_fp16"]["peak_rss_bytes"] / materialized
+            lines.append(f"info  index_fp16 (float16 storage) peak RSS: {half:.1%} of materialized")
     if "per_sample_pgt" in by_method:
         pgt = by_method["per_sample_pgt"]
         speedup = speed(index, per_cpu) / speed(pgt, per_cpu)

@@ -18,7 +18,6 @@ import hashlib
 import logging
 import math
 import random
-import sys
 import time
 
 import numpy as np
@@ -93,7 +92,9 @@ class Progress:
     def __init__(self, cfg: Config, world, total: int, initial: int, epoch: int, batch_size: int):
         mode = cfg.log.progress
         if mode == "auto":
-            mode = "bar" if sys.stdout.isatty() else "lines"
+            from pgti.dist.world import stdout_is_terminal
+
+            mode = "bar" if stdout_is_terminal() else "lines"
         self.mode = mode if world.rank == 0 else "none"
         self.every, self.epoch, self.total = cfg.log.every_steps, epoch, total
         self.samples_per_step = batch_size * world.size
@@ -149,23 +150,21 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
     chash = config_hash(cfg)
     manager = CheckpointManager(run.checkpoints, cfg.checkpoint.keep_last)
 
-    # ---- resume point (rank 0 looks, everyone loads the same file)
-    state = None
+    # ---- resume point: rank 0 finds and reads the checkpoint once and broadcasts it (one
+    # file read per job, not one per rank hitting the parallel file system at once)
+    state, found = None, None
     if resume:
-        found = None
         if world.rank == 0:
             if resume == "auto":
                 hit = find_resumable(manager, chash, ignore_config)
-                found = str(hit[0]) if hit else None
+                if hit:
+                    found, state = str(hit[0]), hit[1]
             else:
-                found = resume
-        found = world.comm.bcast(found, root=0)
+                found, state = resume, load_checkpoint(resume)
+        found, state = world.comm.bcast((found, state), root=0)
         if found:
-            state = load_checkpoint(found)
             log.info("resuming from %s (epoch %d, step %d in epoch, global step %d)", found, state["epoch"],
                      state["batch_in_epoch"], state["global_step"])
-        elif resume != "auto":
-            raise FileNotFoundError(resume)
 
     pipeline = build_pipeline(cfg, world, device, scaler_state=state["scaler"] if state else None)
     seed_everything(t.seed)  # same initial weights on every rank (and rank 0's are broadcast anyway)
@@ -194,7 +193,9 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                     world.size, len(state["rng"]))
     if world.rank == 0:
         run.create(cfg)
-        if state:
+        if state and epoch < t.epochs and not (t.max_steps and global_step >= t.max_steps):
+            # the epoch in progress is trained again from its checkpoint: its row (a partial one,
+            # from a stop at max_steps) is rewritten when it ends; a finished run keeps its rows
             run.truncate_metrics(before_epoch=epoch)
         n_params = sum(p.numel() for p in model.parameters())
         log.info("%s: %s parameters; %d ranks on %d node(s); %d steps/epoch of %d x %d samples; engine %s on %s",
@@ -299,9 +300,11 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
             world.comm.Allreduce(MPI.IN_PLACE, peaks, op=MPI.MAX)
             row.update(peak_rss_bytes_max_rank=int(peaks[0]), peak_rss_bytes_node_sum=node_rss,
                        peak_device_bytes=int(peaks[1]))
-            epoch += 1 if finished_epoch else 0
-            batch_in_epoch = 0 if finished_epoch else batch_in_epoch
-            loss_sum, loss_count = 0.0, 0
+            if finished_epoch:
+                epoch, batch_in_epoch = epoch + 1, 0
+                loss_sum, loss_count = 0.0, 0
+            # else (stopped at max_steps): the checkpoint keeps the partial sums, so a resume with a
+            # higher max_steps ends the epoch with the loss of all its steps
             if world.rank == 0:
                 run.append_metrics(row)
                 if cfg.log.plots:

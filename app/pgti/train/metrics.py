@@ -26,6 +26,9 @@ def masked_mae_loss(pred: torch.Tensor, target: torch.Tensor, missing_value: flo
     return ((pred - target).abs() * mask).sum() / count.clamp_min(1.0)
 
 
+_CHUNK_VALUES = 1 << 21  # values per float64 temporary in MetricSums.update (16 MiB)
+
+
 class MetricSums:
     """Running sums for `pred, target [B, Tout, N, C]`, kept per horizon step."""
 
@@ -38,13 +41,23 @@ class MetricSums:
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch, in float64, a few samples at a time: the float64 temporaries of a whole
+        evaluation batch (B=256 at full-PeMS scale: ~0.3 GB each, about ten of them) would
+        otherwise outweigh the model's own activations."""
+        per_sample = max(1, pred[0].numel())
+        chunk = max(1, _CHUNK_VALUES // per_sample)
+        for p, t in zip(pred.split(chunk), target.split(chunk)):
+            self._update(p, t)
+
+    def _update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         mask = target != self.missing_value
-        err = (pred.double() - target.double()).masked_fill(~mask, 0.0)
-        denom = target.double().abs().masked_fill(~mask, 1.0)
+        err = (pred.double() - target.double()).masked_fill_(~mask, 0.0)
+        denom = target.double().abs_().masked_fill_(~mask, 1.0)
         dims = [d for d in range(pred.dim()) if d != 1]  # keep the horizon axis
-        self.sums[0] += err.abs().sum(dims)
-        self.sums[1] += err.square().sum(dims)
-        self.sums[2] += (err.abs() / denom).sum(dims)
+        abs_err = err.abs()
+        self.sums[0] += abs_err.sum(dims)
+        self.sums[1] += err.square_().sum(dims)
+        self.sums[2] += abs_err.div_(denom).sum(dims)
         self.sums[3] += mask.sum(dims).double()
 
     def to_numpy(self) -> np.ndarray:
