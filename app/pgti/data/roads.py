@@ -152,21 +152,28 @@ def bounded_road_distances(
     """All (source, target, road distance) pairs with distance <= radius (Dijkstra per source)."""
     src, dst, dist = [], [], []
     for s in range(len(adjacency)):
-        best = {s: 0.0}
-        heap = [(0.0, s)]
-        while heap:
-            d, u = heapq.heappop(heap)
-            if d > best.get(u, math.inf):
-                continue
+        for u, d in _reachable(adjacency, s, radius_km):
             src.append(s)
             dst.append(u)
             dist.append(d)
-            for v, w in adjacency[u]:
-                nd = d + w
-                if nd <= radius_km and nd < best.get(v, math.inf):
-                    best[v] = nd
-                    heapq.heappush(heap, (nd, v))
     return np.asarray(src, np.int64), np.asarray(dst, np.int64), np.asarray(dist, np.float64)
+
+
+def _reachable(adjacency: list[list[tuple[int, float]]], source: int, radius_km: float):
+    """Dijkstra from `source`: yields `(node, road distance)` for every node within `radius_km`,
+    nearest first (the source itself at distance 0)."""
+    best = {source: 0.0}
+    heap = [(0.0, source)]
+    while heap:
+        d, u = heapq.heappop(heap)
+        if d > best.get(u, math.inf):
+            continue
+        yield u, d
+        for v, w in adjacency[u]:
+            nd = d + w
+            if nd <= radius_km and nd < best.get(v, math.inf):
+                best[v] = nd
+                heapq.heappush(heap, (nd, v))
 
 
 def gaussian_kernel_graph(network: RoadNetwork, sigma_km: float) -> tuple[np.ndarray, np.ndarray]:
@@ -193,18 +200,8 @@ def upstream_reach(network: RoadNetwork, sources: np.ndarray, max_km: float):
     up = network.upstream()
     slot, sensor, dist = [], [], []
     for k, s in enumerate(np.asarray(sources).tolist()):
-        best = {s: 0.0}
-        heap = [(0.0, s)]
-        while heap:
-            d, u = heapq.heappop(heap)
-            if d > best.get(u, math.inf):
-                continue
+        for u, d in _reachable(up, s, max_km):
             slot.append(k)
             sensor.append(u)
             dist.append(d)
-            for v, w in up[u]:
-                nd = d + w
-                if nd <= max_km and nd < best.get(v, math.inf):
-                    best[v] = nd
-                    heapq.heappush(heap, (nd, v))
     return np.asarray(slot, np.int64), np.asarray(sensor, np.int64), np.asarray(dist, np.float64)

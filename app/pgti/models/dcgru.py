@@ -92,19 +92,13 @@ def dcgru_step(diffusion: Diffusion, x_part: torch.Tensor, h: torch.Tensor, weig
     return torch.lerp(candidate, h, update)  # u . h + (1 - u) . c
 
 
-class DCGRUCell(nn.Module):
-    """DCGRU with the DCRNN reference implementation's parameters.
+class GRUParameters(nn.Module):
+    """The four parameters of a graph GRU cell: `gate_weight [rows, 2U]`, `gate_bias [2U]`,
+    `candidate_weight [rows, U]`, `candidate_bias [U]`; weights Xavier-uniform, gate bias 1
+    (gates start open, as in the DCRNN reference), candidate bias 0."""
 
-    `gate_weight [(C_in + U) * M, 2U]` and `candidate_weight [(C_in + U) * M, U]`, rows ordered
-    `c * M + m` (channel-major over the M diffusion terms, channels `[X, H]`), as in the
-    reference TensorFlow / PyTorch code; gate bias initialized to 1, candidate bias to 0,
-    weights Xavier-uniform.
-    """
-
-    def __init__(self, input_size: int, hidden_size: int, num_terms: int):
+    def __init__(self, rows: int, hidden_size: int):
         super().__init__()
-        self.input_size, self.hidden_size, self.num_terms = input_size, hidden_size, num_terms
-        rows = (input_size + hidden_size) * num_terms
         self.gate_weight = nn.Parameter(torch.empty(rows, 2 * hidden_size))
         self.gate_bias = nn.Parameter(torch.empty(2 * hidden_size))
         self.candidate_weight = nn.Parameter(torch.empty(rows, hidden_size))
@@ -116,6 +110,19 @@ class DCGRUCell(nn.Module):
         nn.init.xavier_uniform_(self.candidate_weight)
         nn.init.constant_(self.gate_bias, 1.0)
         nn.init.zeros_(self.candidate_bias)
+
+
+class DCGRUCell(GRUParameters):
+    """DCGRU with the DCRNN reference implementation's parameters.
+
+    `gate_weight [(C_in + U) * M, 2U]` and `candidate_weight [(C_in + U) * M, U]`, rows ordered
+    `c * M + m` (channel-major over the M diffusion terms, channels `[X, H]`), as in the
+    reference TensorFlow / PyTorch code.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_terms: int):
+        super().__init__((input_size + hidden_size) * num_terms, hidden_size)
+        self.input_size, self.hidden_size, self.num_terms = input_size, hidden_size, num_terms
 
     def weights(self) -> GRUWeights:
         cin, units, m = self.input_size, self.hidden_size, self.num_terms

@@ -14,8 +14,8 @@ graph convolution is one sparse product `[N, N] x [N, B*C]` for the whole batch.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from pgti.models.dcgru import GRUParameters
 from pgti.models.sparse import SparseMatrix
 
 
@@ -24,23 +24,12 @@ def graph_conv(support: SparseMatrix, x: torch.Tensor) -> torch.Tensor:
     return support.matmul(x.reshape(x.shape[0], -1)).view(-1, x.shape[-1])
 
 
-class TGCNCell(nn.Module):
+class TGCNCell(GRUParameters):
     """T-GCN cell with `gate_weight [C_in + U, 2U]` (columns r, u) and `candidate_weight [C_in + U, U]`."""
 
     def __init__(self, input_size: int, hidden_size: int):
-        super().__init__()
+        super().__init__(input_size + hidden_size, hidden_size)
         self.input_size, self.hidden_size = input_size, hidden_size
-        self.gate_weight = nn.Parameter(torch.empty(input_size + hidden_size, 2 * hidden_size))
-        self.gate_bias = nn.Parameter(torch.empty(2 * hidden_size))
-        self.candidate_weight = nn.Parameter(torch.empty(input_size + hidden_size, hidden_size))
-        self.candidate_bias = nn.Parameter(torch.empty(hidden_size))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.gate_weight)
-        nn.init.xavier_uniform_(self.candidate_weight)
-        nn.init.constant_(self.gate_bias, 1.0)
-        nn.init.zeros_(self.candidate_bias)
 
     def input_part(self, support: SparseMatrix, x: torch.Tensor) -> torch.Tensor:
         """`x [N, *L, C_in]` -> `[N, *L, 3U]`: `(A X) [W_x_ru | W_x_C] + [b_ru | b_C]`."""

@@ -58,16 +58,7 @@ def last_value_forecast(x, spec, scaler, targets, num_channels, horizon):
     return last.expand(-1, horizon, -1, -1)
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def add_arguments(p) -> None:
-    p.add_argument("run_dir", help="a run directory (runs/<name>)")
-    p.add_argument("--split", default="test", choices=["val", "test", "train"])
-    p.add_argument("--checkpoint", default="best", help="best | latest | PATH")
-    p.add_argument("--batch-size", type=int, help="default: the run's eval batch size")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override the run's config (e.g. data.path=... if the data moved)")
+# --------------------------------------------------------------------------- the command (arguments: evaluate_cli)
 
 
 def run(args) -> int:

@@ -32,7 +32,7 @@ from pgti.train.evaluate import evaluate_split
 from pgti.train.metrics import format_table, masked_mae_loss
 from pgti.train.pipeline import build_pipeline
 from pgti.train.plots import plot_curves
-from pgti.train.rundir import RunDir, peak_device_bytes, peak_rss_bytes
+from pgti.train.rundir import RunDir, peak_device_bytes, peak_rss_bytes, release_free_heap
 from pgti.train.session import build_model, resolve_device
 from pgti.train.signals import Deadline, StopRequest
 
@@ -289,6 +289,7 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                    "samples_per_s": steps_this_epoch * t.batch_size * world.size / max(epoch_time, 1e-9),
                    "lr": scheduler.get_last_lr()[0]}
             if (epoch + 1) % t.validate_every == 0 or not finished_epoch or epoch + 1 == t.epochs:
+                release_free_heap()
                 row["val"] = evaluate_split(pipeline, model, "val", eval_batch, bf16=t.bf16)
                 improved = row["val"]["overall"]["mae"] < best
                 best, stale = (row["val"]["overall"]["mae"], 0) if improved else (best, stale + 1)

@@ -20,15 +20,6 @@ import torch
 from pgti.errors import UserError
 
 
-def add_arguments(p) -> None:
-    p.add_argument("run_dir", help="a run directory (runs/<name>)")
-    p.add_argument("--out", required=True, help="output HDF5 file (written atomically)")
-    p.add_argument("--split", default="test", choices=["val", "test", "train"])
-    p.add_argument("--checkpoint", default="best", help="best | latest | PATH")
-    p.add_argument("--batch-size", type=int, help="default: the run's eval batch size")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-
-
 @torch.no_grad()
 def run(args) -> int:
     from pgti.dist.world import abort_on_error, init_world

@@ -1,0 +1,18 @@
+"""`pgti evaluate RUN_DIR`: argument parsing, torch-free (`pgti evaluate --help` stays instant);
+the work is `pgti.train.evaluate.run`."""
+from __future__ import annotations
+
+
+def add_arguments(p) -> None:
+    p.add_argument("run_dir", help="a run directory (runs/<name>)")
+    p.add_argument("--split", default="test", choices=["val", "test", "train"])
+    p.add_argument("--checkpoint", default="best", help="best | latest | PATH")
+    p.add_argument("--batch-size", type=int, help="default: the run's eval batch size")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override the run's config (e.g. data.path=... if the data moved)")
+
+
+def run(args) -> int:
+    from pgti.train.evaluate import run as run_evaluate
+
+    return run_evaluate(args)

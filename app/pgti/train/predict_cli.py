@@ -1,0 +1,18 @@
+"""`pgti predict RUN_DIR --out FILE`: argument parsing, torch-free (`pgti predict --help` stays
+instant); the work is `pgti.train.predict.run`."""
+from __future__ import annotations
+
+
+def add_arguments(p) -> None:
+    p.add_argument("run_dir", help="a run directory (runs/<name>)")
+    p.add_argument("--out", required=True, help="output HDF5 file (written atomically)")
+    p.add_argument("--split", default="test", choices=["val", "test", "train"])
+    p.add_argument("--checkpoint", default="best", help="best | latest | PATH")
+    p.add_argument("--batch-size", type=int, help="default: the run's eval batch size")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+
+
+def run(args) -> int:
+    from pgti.train.predict import run as run_predict
+
+    return run_predict(args)
