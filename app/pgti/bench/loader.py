@@ -415,6 +415,13 @@ def _checks(by_method: dict) -> list[str]:
               f"{speedup:.1f}x")
         if pgt.get("batches_per_cpu_s") and index.get("batches_per_cpu_s"):
             lines.append(f"info  the same, {other}: {speed(index, not per_cpu) / speed(pgt, not per_cpu):.1f}x")
+        if "memcpy" in by_method:  # the copy bound: no loader delivers the bytes faster than memcpy moves them
+            for cpu in (True, False):
+                bound = speed(by_method["memcpy"], cpu) / speed(pgt, cpu)
+                if bound < 3:
+                    lines.append(f"note  memcpy of the same bytes is itself only {bound:.1f}x per_sample_pgt "
+                                 f"({'per CPU-second' if cpu else 'wall clock'}): 3x on that basis is beyond "
+                                 "the copy bound of this machine")
         if pgt.get("page_faults_per_batch", 0) >= 16:
             lines.append(f"note  every per_sample_pgt run page-faulted (>= {pgt['page_faults_per_batch']:.0f} per "
                          "batch: its fresh batch tensors went back to the kernel); fault-free it is faster "
