@@ -115,7 +115,7 @@ class CheckpointConfig:
 @dataclass
 class LogConfig:
     every_steps: int = _opt(50, "a log line every N steps when stdout is not a terminal", min=1, resume_safe=True)
-    progress: str = _opt("auto", "auto: a bar on a terminal (under mpirun: mpirun's own output), log lines otherwise",
+    progress: str = _opt("auto", "auto: a bar on a terminal (under Open MPI: mpirun's output), log lines otherwise",
                          choices=["auto", "bar", "lines", "none"], resume_safe=True)
     plots: bool = _opt(True, "refresh loss / val MAE PNG curves each epoch", resume_safe=True)
     verbose: bool = _opt(False, "log from every rank, not only rank 0", resume_safe=True)

@@ -85,17 +85,17 @@ def test_w2_killed_after_a_checkpoint_resumes_bit_exactly(horovod_w2, data, tmp_
         proc = subprocess.Popen(command(2, data, run_dir, "dist.engine=horovod", "checkpoint.every_steps=3"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.time() + 120
-        while not (run_dir / "checkpoints" / "step-000000009.pt").exists():
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.time() < deadline
+        while not (run_dir / "checkpoints" / "step-000000009.pt").exists() and proc.poll() is None:
+            assert time.time() < deadline, "no step-9 checkpoint after 120 s"
             time.sleep(0.01)
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # mpirun and both ranks, at once
         except ProcessLookupError:
             pass
-        proc.wait(timeout=30)
+        _, err = proc.communicate(timeout=30)
         if proc.returncode == -signal.SIGKILL:
             break
+        assert proc.returncode == 0, err.decode(errors="replace")[-3000:]  # a crash is a failure, not a retry
     else:
         pytest.fail("three runs ended before SIGKILL reached them")
     train(2, data, run_dir, "dist.engine=horovod", "checkpoint.every_steps=3", "--resume=auto")

@@ -97,3 +97,11 @@ def test_input_parts_hoisted_and_step_by_step_agree(helpers, monkeypatch):
     assert seen == [3] * steps  # one call per step on [N, B, C]
     for a, b in zip(hoisted, stepwise):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # without grad the bound is on the widest hoisted tensor, N * T * B * max(C * M, 3U)
+    widest = n * steps * batch * max(cin * model.diffusion.num_terms, weights.x[0].shape[1])
+    for bound, calls in ((widest, [4]), (widest - 1, [3] * steps)):
+        monkeypatch.setattr(dcgru, "_HOIST_MAX_VALUES_NO_GRAD", bound)
+        seen.clear()
+        with torch.no_grad():
+            list(dcgru.input_parts(model.diffusion, seq, weights))
+        assert seen == calls

@@ -40,3 +40,20 @@ def test_matches_pgt_batched_dcrnn(graph, K):
     a.square().sum().backward(), b.square().sum().backward()
     for (name, p), q in zip(ours.named_parameters(), reference.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_pgt_is_hidden_size_with_a_speed_only_forecast(graph):
+    """hidden_channels=2 with one target: PGT-I's 150-parameter cell (speed + time of day in the
+    hidden state), forecasting the first hidden channel, equal to PGT's full output's channel 0."""
+    torch.manual_seed(0)
+    ours = build(graph, output_channels=1, hidden_channels=2, input_steps=5, output_steps=5)
+    assert sum(p.numel() for p in ours.parameters()) == 150
+    reference = build(graph, cls=PGTBatchedDCRNN, input_steps=5, output_steps=5)
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 5, 8, 2)
+    out = ours(x)
+    assert out.shape == (3, 5, 8, 1)
+    torch.testing.assert_close(out, reference(x)[..., :1], rtol=1e-5, atol=1e-6)
+    assert sum(p.numel() for p in build(graph, output_channels=1).parameters()) == 57  # default: hidden = 1
+    with pytest.raises(ValueError, match="hidden_channels"):
+        build(graph, output_channels=2, hidden_channels=1)

@@ -44,3 +44,22 @@ def test_masked_mae_loss_ignores_missing():
     y = torch.tensor([[1.0, 0.0, 3.0]])
     pred = torch.tensor([[2.0, 100.0, 1.0]])
     assert torch.isclose(masked_mae_loss(pred, y), torch.tensor(1.5))
+
+
+def test_update_in_chunks_leaves_inputs_alone_and_skips_empty_batches(monkeypatch):
+    from pgti.train import metrics
+
+    rng = np.random.default_rng(1)
+    y = torch.from_numpy(rng.uniform(-70, 70, (7, 12, 5, 1)))  # float64 targets, negative ones too
+    y[0, 0, 0, 0] = 0.0
+    pred = y + torch.from_numpy(rng.normal(0, 3, tuple(y.shape)))
+    y_before = y.clone()
+    whole = MetricSums(12)
+    whole.update(pred, y)
+    assert torch.equal(y, y_before)  # the caller's targets are not rewritten in place
+    monkeypatch.setattr(metrics, "_CHUNK_VALUES", 2 * 12 * 5)  # two samples per chunk: 4 chunks
+    chunked = MetricSums(12)
+    chunked.update(pred, y)
+    chunked.update(pred[:0], y[:0])  # an empty batch adds nothing
+    assert torch.allclose(chunked.sums, whole.sums, rtol=1e-12, atol=0)
+    assert chunked.compute()["count"] == whole.compute()["count"] == y.numel() - 1

@@ -122,7 +122,7 @@ def test_max_steps_stop_then_resume_keeps_rows_and_extends_bit_exactly(reference
     stay), resuming with the limit lifted ends exactly like the uninterrupted run."""
     ref_dir, _ = reference_run
     run_dir = tmp_path / "limited"
-    strip = lambda d: [{k: v for k, v in json.loads(r).items() if k in ("epoch", "train_loss", "val")}
+    strip = lambda d: [{k: v for k, v in json.loads(r).items() if k in ("epoch", "train_loss", "val", "best_val_mae")}
                        for r in (d / "metrics.jsonl").read_text().splitlines()]
     steps_per_epoch = json.loads((ref_dir / "metrics.jsonl").read_text().splitlines()[0])["global_step"]
     limit = steps_per_epoch + steps_per_epoch // 2  # halfway through the second epoch

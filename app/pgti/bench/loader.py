@@ -417,6 +417,8 @@ def _checks(by_method: dict) -> list[str]:
             lines.append(f"info  the same, {other}: {speed(index, not per_cpu) / speed(pgt, not per_cpu):.1f}x")
         if "memcpy" in by_method:  # the copy bound: no loader delivers the bytes faster than memcpy moves them
             for cpu in (True, False):
+                if not (speed(pgt, cpu) and speed(by_method["memcpy"], cpu)):
+                    continue
                 bound = speed(by_method["memcpy"], cpu) / speed(pgt, cpu)
                 if bound < 3:
                     lines.append(f"note  memcpy of the same bytes is itself only {bound:.1f}x per_sample_pgt "

@@ -382,22 +382,23 @@ def configure_threads(world: World) -> int:
     return threads
 
 
-_LAUNCHERS = ("mpirun", "mpiexec", "orterun", "prterun", "prte")
+_LAUNCHERS = ("mpirun", "mpiexec", "orterun", "prterun", "prte", "mpiexec.hydra")
 
 
 def stdout_is_terminal() -> bool:
     """Whether this process's output reaches a person's terminal.
 
-    Open MPI hands every rank a pseudo-terminal for its stdout even when `mpirun` itself
-    writes to a batch log, so a rank's `isatty()` says nothing: under a launcher found among
-    this process's ancestors, its own stdout decides (a tty device, or not). A rank whose
-    launcher is not on this node (or not found) assumes a log file."""
+    Open MPI's mpirun hands every rank a pseudo-terminal for its stdout even when mpirun
+    itself writes to a batch log, so a rank's `isatty()` says nothing there: when a launcher
+    is found among this process's ancestors, the launcher's own stdout decides (a tty device,
+    or not). An Open MPI rank whose launcher is not on this node assumes a log file. Elsewhere
+    (no launcher, srun, srun --pty) the process's own `isatty()` is the answer."""
     if not sys.stdout.isatty():
         return False
-    if not any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK")):
-        return True  # no launcher: a plain terminal
     pid = os.getppid()
     for _ in range(8):  # a few generations up: mpirun -> (prted) -> rank
+        if pid <= 1:
+            break
         try:
             with open(f"/proc/{pid}/stat") as f:
                 stat = f.read()
@@ -406,7 +407,5 @@ def stdout_is_terminal() -> bool:
                 return os.readlink(f"/proc/{pid}/fd/1").startswith(("/dev/pts/", "/dev/tty"))
             pid = int(stat[stat.rindex(")") + 2:].split()[1])
         except (OSError, ValueError, IndexError):
-            return False
-        if pid <= 1:
             break
-    return False
+    return "OMPI_COMM_WORLD_SIZE" not in os.environ

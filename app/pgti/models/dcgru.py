@@ -62,21 +62,30 @@ def input_part(diffusion: Diffusion, x: torch.Tensor, weights: GRUWeights) -> to
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
-# Diffuse a whole input sequence at once while its columns (T * B * C) stay below this (one
-# wide sparse product beats several narrow ones only up to here) and its values (N * T * B * C)
-# stay below the second bound: the hoisted terms and their concatenation hold ~10x the input at
-# once, which at full-PeMS scale (N = 11,160, eval batch 256) measured 3.5 GB per forward pass
-# without the bound, against ~0.3 GB step by step (each step's terms die with the step).
+# Diffuse a whole input sequence at once while its columns (T * B * C) stay below this: one
+# wide sparse product beats several narrow ones up to here. Hoisting keeps every step's terms
+# and parts alive at once: in training autograd keeps most of them anyway, but without grad
+# (evaluation) step by step holds one step's worth only, so there the widest hoisted tensor,
+# N * T * B * max(C * M terms, 3U), must stay below the value bound. At full-PeMS scale
+# (N = 11,160, eval batch 256) a hoisted evaluation forward measured 3.5 GB, step by step 0.7 GB.
 _HOIST_MAX_COLUMNS = 8192
-_HOIST_MAX_VALUES = 1 << 22
+_HOIST_MAX_VALUES = 1 << 22  # training: the input itself (N * T * B * C)
+_HOIST_MAX_VALUES_NO_GRAD = 1 << 22  # evaluation: the widest hoisted tensor
 
 
 def input_parts(diffusion: Diffusion, steps: list[torch.Tensor], weights: GRUWeights) -> Iterator[torch.Tensor]:
     """`input_part` of every step of a sequence: T x `[N, B, C_in]` -> T x `[N, B, 3U]`, all at
     once for small sequences, else lazily step by step (each part lives only until its step
     has used it)."""
-    columns = len(steps) * steps[0][0].numel()
-    if columns <= _HOIST_MAX_COLUMNS and columns * steps[0].shape[0] <= _HOIST_MAX_VALUES:
+    nodes, channels = steps[0].shape[0], steps[0].shape[-1]
+    columns = len(steps) * steps[0][0].numel()  # T * B * C
+    if torch.is_grad_enabled():
+        values = nodes * columns
+        limit = _HOIST_MAX_VALUES
+    else:
+        values = nodes * columns // channels * max(channels * diffusion.num_terms, weights.x[0].shape[1])
+        limit = _HOIST_MAX_VALUES_NO_GRAD
+    if columns <= _HOIST_MAX_COLUMNS and values <= limit:
         return iter(input_part(diffusion, torch.stack(steps, dim=1), weights).unbind(1))
     return (input_part(diffusion, x_t, weights) for x_t in steps)
 

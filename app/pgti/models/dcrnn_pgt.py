@@ -57,26 +57,36 @@ class PGTDiffusionWeights(nn.Module):
 class PGTDCRNN(nn.Module):
     """PGT-I's single-cell DCRNN. `forward(x [B, T, N, C_in], y=None, *, global_step=None) -> [B, T, N, C_out]`.
 
-    Args (beyond the common ones): K (3, PGT's filter size: diffusion steps 0..K-1).
+    Args (beyond the common ones): K (3, PGT's filter size: diffusion steps 0..K-1);
+    hidden_channels (0 = output_channels): the cell's hidden size. PGT-I runs
+    `BatchedDCRNN(C, C)` on speed + time of day, i.e. hidden = input channels = 2 while only
+    speed is scored: `hidden_channels = 2` reproduces that (150 parameters with K=3) and the
+    forecast is the first `output_channels` of each hidden state.
     y and global_step are ignored (no scheduled sampling in PGT's model).
     """
 
     def __init__(self, *, num_nodes: int, input_channels: int, output_channels: int,
-                 input_steps: int, output_steps: int, edge_index, edge_weight=None, K: int = 3):
+                 input_steps: int, output_steps: int, edge_index, edge_weight=None, K: int = 3,
+                 hidden_channels: int = 0):
         super().__init__()
         if output_steps != input_steps:
             raise ValueError(f"dcrnn-pgt forecasts one step per input step: output_steps must equal "
                              f"input_steps ({input_steps}), got {output_steps}")
         if K < 1:
             raise ValueError(f"K must be >= 1, got {K}")
+        hidden = hidden_channels or output_channels
+        if hidden < output_channels:
+            raise ValueError(f"hidden_channels ({hidden_channels}) must be 0 or >= output_channels ({output_channels}): "
+                             "the forecast is read from the hidden state")
         self.num_nodes, self.input_steps, self.output_steps = num_nodes, input_steps, output_steps
         self.input_channels, self.output_channels, self.K = input_channels, output_channels, K
+        self.hidden_channels = hidden
         supports = pgt_supports(edge_index, edge_weight, num_nodes)
         self.diffusion = Diffusion(supports, max_step=K - 1, recurrence="pgt")
-        in_channels = input_channels + output_channels
-        self.conv_x_z = PGTDiffusionWeights(in_channels, output_channels, K)  # update gate
-        self.conv_x_r = PGTDiffusionWeights(in_channels, output_channels, K)  # reset gate
-        self.conv_x_h = PGTDiffusionWeights(in_channels, output_channels, K)  # candidate
+        in_channels = input_channels + hidden
+        self.conv_x_z = PGTDiffusionWeights(in_channels, hidden, K)  # update gate
+        self.conv_x_r = PGTDiffusionWeights(in_channels, hidden, K)  # reset gate
+        self.conv_x_h = PGTDiffusionWeights(in_channels, hidden, K)  # candidate
 
     def weights(self) -> GRUWeights:
         cin = self.input_channels
@@ -92,9 +102,9 @@ class PGTDCRNN(nn.Module):
                 global_step: int | None = None) -> torch.Tensor:
         batch, _, nodes, _ = x.shape
         weights = self.weights()
-        h = x.new_zeros(nodes, batch, self.output_channels)
+        h = x.new_zeros(nodes, batch, self.hidden_channels)
         outputs = []
         for x_part in input_parts(self.diffusion, list(x.permute(1, 2, 0, 3).unbind(0)), weights):
-            h = dcgru_step(self.diffusion, x_part, h, weights)  # T steps of [N, B, C]
-            outputs.append(h)
+            h = dcgru_step(self.diffusion, x_part, h, weights)  # T steps of [N, B, hidden]
+            outputs.append(h[..., :self.output_channels])
         return torch.stack(outputs, dim=1).permute(2, 1, 0, 3)

@@ -62,8 +62,8 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "dcrnn-pgt", "pgti.models.dcrnn_pgt", "PGTDCRNN",
-            "PGT-I's configuration: one DCGRU cell, hidden = C_out, K=3, hidden states as forecast "
-            "(PGT-I runs C_in = C_out = 2: 150 parameters)",
+            "PGT-I's configuration: one DCGRU cell, K=3, hidden states as forecast; hidden = C_out, or "
+            "hidden_channels = C_in = 2 as PGT-I (speed + time of day: 150 parameters)",
             "x [B, T, N, C_in] -> [B, T, N, C_out] (T_out must equal T_in)",
         ),
         ModelSpec(

@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 from pgti import __version__
-from pgti.errors import UserError
 
 
 def add_arguments(p) -> None:
@@ -57,9 +56,6 @@ def run(args) -> int:
         threads = configure_threads(world)
         logging.getLogger("pgti.train").info("pgti %s: %d rank(s), %d torch thread(s) per rank", __version__,
                                              world.size, threads)
-        if args.resume and args.resume != "auto" and not Path(args.resume).is_file():
-            raise UserError(f"--resume {args.resume}: no such checkpoint; use --resume auto or a file in "
-                            f"{run_dir}/checkpoints")
         status = train(cfg, RunDir(run_dir), world, resume=args.resume, ignore_config=args.resume_ignore_config,
                        stop=stop)
         logging.getLogger("pgti.train").info("exit status %d", status)

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import os
 import random
 import time
 
@@ -26,7 +27,8 @@ import torch
 from pgti import __version__
 from pgti.config import Config, config_hash, parse_duration, to_dict
 from pgti.dist.engine import make_engine
-from pgti.errors import EXIT_OK, EXIT_RESUBMIT
+from pgti.dist.world import run_on_root
+from pgti.errors import EXIT_OK, EXIT_RESUBMIT, UserError
 from pgti.train.checkpoint import CheckpointManager, find_resumable, load_checkpoint
 from pgti.train.evaluate import evaluate_split
 from pgti.train.metrics import format_table, masked_mae_loss
@@ -90,12 +92,12 @@ class Progress:
     """A tqdm bar on rank 0 at a terminal; a log line every N steps otherwise."""
 
     def __init__(self, cfg: Config, world, total: int, initial: int, epoch: int, batch_size: int):
-        mode = cfg.log.progress
+        mode = cfg.log.progress if world.rank == 0 else "none"
         if mode == "auto":
             from pgti.dist.world import stdout_is_terminal
 
             mode = "bar" if stdout_is_terminal() else "lines"
-        self.mode = mode if world.rank == 0 else "none"
+        self.mode = mode
         self.every, self.epoch, self.total = cfg.log.every_steps, epoch, total
         self.samples_per_step = batch_size * world.size
         self.bar = None
@@ -154,14 +156,16 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
     # file read per job, not one per rank hitting the parallel file system at once)
     state, found = None, None
     if resume:
-        if world.rank == 0:
-            if resume == "auto":
-                hit = find_resumable(manager, chash, ignore_config)
-                if hit:
-                    found, state = str(hit[0]), hit[1]
-            else:
-                found, state = resume, load_checkpoint(resume)
-        found, state = world.comm.bcast((found, state), root=0)
+        def resume_point():
+            if resume != "auto":
+                if not os.path.isfile(resume):
+                    raise UserError(f"--resume {resume}: no such checkpoint; use --resume auto or a file in "
+                                    f"{run.checkpoints}")
+                return resume, load_checkpoint(resume)
+            hit = find_resumable(manager, chash, ignore_config)
+            return (str(hit[0]), hit[1]) if hit else (None, None)
+
+        found, state = run_on_root(world, resume_point)  # an unreadable file: one message, every rank ends
         if found:
             log.info("resuming from %s (epoch %d, step %d in epoch, global step %d)", found, state["epoch"],
                      state["batch_in_epoch"], state["global_step"])
@@ -177,6 +181,11 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
         best, stale = state["best_val_mae"], state["epochs_without_improvement"]
         if world.rank == 0:  # the checkpoint holds the sums over all ranks; count them once
             loss_sum, loss_count = state["partial_loss"]
+    def finished(epoch: int, global_step: int, stale: int) -> bool:
+        """Nothing left to train: every epoch done, the step budget spent, or early-stopped."""
+        return (epoch >= t.epochs or bool(t.max_steps and global_step >= t.max_steps)
+                or bool(t.patience and stale >= t.patience))
+
     engine = make_engine(cfg.dist, world, device)
     train_model, optimizer = engine.prepare(model, make_optimizer(cfg, model), state["optimizer"] if state else None)
     steps_per_epoch = len(pipeline.train_starts(0)) // t.batch_size  # equal on every rank, every epoch
@@ -193,7 +202,7 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                     world.size, len(state["rng"]))
     if world.rank == 0:
         run.create(cfg)
-        if state and epoch < t.epochs and not (t.max_steps and global_step >= t.max_steps):
+        if state and not finished(epoch, global_step, stale):
             # the epoch in progress is trained again from its checkpoint: its row (a partial one,
             # from a stop at max_steps) is rewritten when it ends; a finished run keeps its rows
             run.truncate_metrics(before_epoch=epoch)
@@ -232,7 +241,7 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
         last_checkpoint = time.time()
 
     with contextlib.nullcontext(stop) if stop is not None else StopRequest() as stop:
-        while epoch < t.epochs and not (t.max_steps and global_step >= t.max_steps):
+        while not finished(epoch, global_step, stale):
             batches = pipeline.batcher("train", pipeline.train_starts(epoch), t.batch_size, prefetch=True)
             batches.set_epoch(epoch, start_batch=batch_in_epoch)
             progress = Progress(cfg, world, len(batches), batch_in_epoch, epoch, t.batch_size)
@@ -288,6 +297,7 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                    "epoch_time_s": epoch_time,
                    "samples_per_s": steps_this_epoch * t.batch_size * world.size / max(epoch_time, 1e-9),
                    "lr": scheduler.get_last_lr()[0]}
+            best_before, stale_before = best, stale
             if (epoch + 1) % t.validate_every == 0 or not finished_epoch or epoch + 1 == t.epochs:
                 release_free_heap()
                 row["val"] = evaluate_split(pipeline, model, "val", eval_batch, bf16=t.bf16)
@@ -318,6 +328,11 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                 best_state = snapshot()
                 if world.rank == 0:
                     manager.save_best(best_state)
+            if not finished_epoch:
+                # a stop at max_steps mid-epoch: its validation gives the row and a provisional
+                # best.pt, but counts for neither best nor patience: a resume that finishes the
+                # epoch validates it then, exactly as an uninterrupted run does
+                best, stale = best_before, stale_before
             checkpoint()
             if t.patience and stale >= t.patience:
                 if world.rank == 0:
@@ -325,8 +340,9 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                 break
 
     check_ranks_agree(world, model)
-    if world.rank == 0 and best < math.inf:
-        final = run.read_metrics()[-1].get("val")
+    if world.rank == 0:
+        rows = run.read_metrics()
+        final = rows[-1].get("val") if rows else None
         if final:
             log.info("final val metrics:\n%s", format_table(final, pipeline.info.interval_seconds))
     engine.close()

@@ -44,15 +44,18 @@ class MetricSums:
         """Add a batch, in float64, a few samples at a time: the float64 temporaries of a whole
         evaluation batch (B=256 at full-PeMS scale: ~0.3 GB each, about ten of them) would
         otherwise outweigh the model's own activations."""
-        per_sample = max(1, pred[0].numel())
-        chunk = max(1, _CHUNK_VALUES // per_sample)
+        if pred.shape != target.shape:
+            raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+        if pred.numel() == 0:
+            return
+        chunk = max(1, _CHUNK_VALUES // pred[0].numel())
         for p, t in zip(pred.split(chunk), target.split(chunk)):
             self._update(p, t)
 
     def _update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         mask = target != self.missing_value
         err = (pred.double() - target.double()).masked_fill_(~mask, 0.0)
-        denom = target.double().abs_().masked_fill_(~mask, 1.0)
+        denom = target.abs().double().masked_fill_(~mask, 1.0)  # abs() first: never the caller's tensor
         dims = [d for d in range(pred.dim()) if d != 1]  # keep the horizon axis
         abs_err = err.abs()
         self.sums[0] += abs_err.sum(dims)
