@@ -106,5 +106,7 @@ class PGTDCRNN(nn.Module):
         outputs = []
         for x_part in input_parts(self.diffusion, list(x.permute(1, 2, 0, 3).unbind(0)), weights):
             h = dcgru_step(self.diffusion, x_part, h, weights)  # T steps of [N, B, hidden]
-            outputs.append(h[..., :self.output_channels])
+            # the forecast is the hidden state, or its first output channels (no slice when they
+            # are the same: a slice would reorder the sums of h's gradient in the last bit)
+            outputs.append(h if self.hidden_channels == self.output_channels else h[..., :self.output_channels])
         return torch.stack(outputs, dim=1).permute(2, 1, 0, 3)
