@@ -46,9 +46,25 @@ def test_bench_loader_rejects_unknown_methods_and_missing_files(make_dataset, pg
 
 def test_default_threads_leave_busy_cores_alone(monkeypatch):
     monkeypatch.setattr(loader, "_available_cpus", lambda: 8)
-    for load, threads in ((0.2, 8), (2.6, 5), (7.6, 1), (30.0, 1)):
-        monkeypatch.setattr(loader.os, "getloadavg", lambda load=load: (load, load, load))
+    for busy, threads in ((0.2, 8), (2.6, 5), (7.6, 1), (30.0, 1)):
+        monkeypatch.setattr(loader, "_busy_cores", lambda busy=busy: busy)
         assert loader.default_threads() == threads
+
+
+def test_busy_cores_sees_a_busy_process_now():
+    """A spinning process shows as (about) one busy core at once, not a minute later."""
+    import subprocess
+    import sys
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)
+        assert loader._busy_cores(0.5) >= 0.5
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def _result(method, rss_mib, batches_per_s, gb_per_s, threads=2, cpu_factor=2.0):

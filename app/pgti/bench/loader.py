@@ -76,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="shuffle seed")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads of every method (default: the cores this process may use, "
-                        "less those the 1-minute load average says other work keeps busy, at least 1; "
+                        "less those other work keeps busy right now (a 0.5 s /proc/stat sample), at least 1; "
                         "threads on busy cores collapse)")
     p.add_argument("--repeat", type=int, default=1,
                    help="run every method this many times, interleaved, and keep each one's fastest run")
@@ -120,11 +120,33 @@ def run(args) -> int:
 
 def default_threads() -> int:
     """Intra-op threads for one loader process: the cores it may use (CPU affinity) less those
-    other work keeps busy (rounded 1-minute load average), at least 1. On an idle node that is
-    every core; on a shared, busy one it is 1, because OpenMP threads on busy cores wait on
-    each other (measured: a gather 5-10x slower with 2 threads on 2 cores at load 6)."""
+    other work keeps busy right now, at least 1. On an idle node that is every core; on a
+    shared, busy one it is 1, because OpenMP threads on busy cores wait on each other
+    (measured: a gather 5-10x slower with 2 threads on 2 cores at load 6)."""
     cores = _available_cpus()
-    return max(1, cores - int(os.getloadavg()[0] + 0.5))
+    return max(1, cores - int(_busy_cores() + 0.5))
+
+
+def _busy_cores(seconds: float = 0.5) -> float:
+    """Cores other work keeps busy now: the machine's non-idle CPU time over a short sample of
+    /proc/stat (this process sleeps meanwhile). The 1-minute load average, the fallback where
+    /proc is missing, lags by a minute: right after a benchmark's own previous section it still
+    reports cores busy that are idle again (seen: 1.3-1.6 on an idle 2-core machine)."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    try:
+        busy0, total0 = sample()
+        time.sleep(seconds)
+        busy1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    if total1 <= total0:
+        return os.getloadavg()[0]
+    return (busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1)
 
 
 def _available_cpus() -> int:

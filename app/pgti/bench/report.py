@@ -56,7 +56,7 @@ def add_arguments(p) -> None:
                    help="only redraw the charts and rewrite report.md from OUT/results.json (no benchmark runs)")
     p.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     p.add_argument("--threads", type=int, help="torch threads per CPU benchmark process (epoch, model, loader; default: the cores "
-                        "the load average leaves idle, at least 1)")
+                        "other work leaves idle right now, at least 1)")
     p.add_argument("--gpu-factor", type=float, default=None,
                    help="projection: dcrnn-pgt step on a GPU vs on this CPU (default: the A100's memory "
                         "bandwidth over the memcpy bandwidth the loader bench measured here; stated in the report)")
@@ -711,7 +711,7 @@ def _model_md(entry: dict, results: dict) -> list[str]:
            "--json`): our batched sparse diffusion vs PGT-I-style message passing over replicated edges. Outputs "
            "are checked to agree (max |difference| <= 1e-4) before timing. Peak memory on CPU: growth of the peak "
            "resident set in a child process (0 = below that method's resolution: the step fit in memory the process "
-           "already held). CPU benchmark processes run with OMP_NUM_THREADS = the cores the load average left "
+           "already held). CPU benchmark processes run with OMP_NUM_THREADS = the cores other work left "
            "idle (at least 1).", "",
            "| model | dataset | device | params | ours s/step | reference s/step | speedup | ours peak | "
            "reference peak | memory ratio | max output diff |",
