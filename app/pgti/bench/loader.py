@@ -128,25 +128,40 @@ def default_threads() -> int:
 
 
 def _busy_cores(seconds: float = 0.5) -> float:
-    """Cores other work keeps busy now: the machine's non-idle CPU time over a short sample of
-    /proc/stat (this process sleeps meanwhile). The 1-minute load average, the fallback where
-    /proc is missing, lags by a minute: right after a benchmark's own previous section it still
+    """Cores of this process's CPU set that other work keeps busy now: their non-idle time over a
+    short sample of /proc/stat (this process sleeps meanwhile), summed over the CPUs it may run
+    on (a job's cpuset, not the whole node). The 1-minute load average, the fallback where /proc
+    is missing, lags by a minute: right after a benchmark's own previous section it still
     reports cores busy that are idle again (seen: 1.3-1.6 on an idle 2-core machine)."""
-    def sample():
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+    def sample() -> dict[int, tuple[float, float]]:
+        per_cpu = {}
         with open("/proc/stat") as f:
-            fields = [float(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-        return sum(fields) - idle, sum(fields)
+            for line in f:
+                name, *values = line.split()
+                if not name.startswith("cpu") or name == "cpu":
+                    continue
+                cpu = int(name[3:])
+                if allowed is not None and cpu not in allowed:
+                    continue
+                fields = [float(v) for v in values[:8]]  # guest time is already inside user/nice
+                idle = fields[3] + fields[4]  # idle + iowait
+                per_cpu[cpu] = (sum(fields) - idle, sum(fields))
+        return per_cpu
 
     try:
-        busy0, total0 = sample()
+        before = sample()
         time.sleep(seconds)
-        busy1, total1 = sample()
+        after = sample()
     except (OSError, ValueError, IndexError):
         return os.getloadavg()[0]
-    if total1 <= total0:
-        return os.getloadavg()[0]
-    return (busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1)
+    busy = 0.0
+    for cpu, (busy1, total1) in after.items():
+        busy0, total0 = before.get(cpu, (busy1, total1))
+        if total1 > total0:
+            busy += (busy1 - busy0) / (total1 - total0)
+    return busy if after else os.getloadavg()[0]
 
 
 def _available_cpus() -> int:

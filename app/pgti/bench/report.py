@@ -532,9 +532,9 @@ def render(results: dict) -> str:
         f"Machine: {machine['cpu_model']}, {machine['cpus_available']} cores available, "
         f"{_gib(machine.get('memory_bytes'))} memory, host `{machine['hostname']}`. "
         f"1-minute load average {machine['load_average_start'][0]:.1f} at the start and "
-        f"{meta.get('load_average_end', [0])[0]:.1f} at the end: other work shared the machine, so absolute "
-        "figures are noisy; every headline is a ratio of two methods measured in the same run, interleaved "
-        "where the benchmark allows.", "",
+        f"{meta.get('load_average_end', [0])[0]:.1f} at the end (the benchmark's own processes count too; other "
+        "work on the machine makes absolute figures noisy); every headline is a ratio of two methods measured "
+        "in the same run, interleaved where the benchmark allows.", "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k in (
             "python", "torch", "numpy", "h5py", "mpi", "mpi4py", "horovod", "pgti")) + ".", "",
         "GPU: " + ("available: " + ", ".join(versions.get("gpus") or []) if results["gpu"]["available"]
@@ -737,9 +737,9 @@ def _scaling_md(entry: dict, results: dict) -> list[str]:
            f"synthetic `{entry['dataset']}` dataset, Horovod engine, `train.max_steps={runs[0]['steps'] if runs else '?'}`, "
            f"samples/s read from the run's metrics.jsonl (all steps of the run, the first included). Strong "
            f"scaling: global batch 64 (64/W per rank); weak: 64 per rank. **The machine has {cores} cores: "
-           f"W > {cores} ranks are oversubscribed** and show contention, not scaling; and other work shared the "
-           "cores. (`pgti train` builds dcrnn-pgt with C_out = the target channels, 1: 57 parameters; the "
-           "PGT-I configuration in the other sections has 150.)", "",
+           f"W > {cores} ranks are oversubscribed** and show contention, not scaling (as does any other work on "
+           "the machine). (`pgti train` builds dcrnn-pgt with hidden = C_out = the target channels, 1: 57 "
+           "parameters; `model.params.hidden_channels=2` gives the PGT-I cell of the other sections, 150.)", "",
            "| mode | W | per-rank batch | samples/s (median; runs) | speedup | efficiency |",
            "|---|---:|---:|---:|---:|---:|"]
     for row in entry["summary"]:

@@ -240,6 +240,10 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
         deadline.record_checkpoint(time.perf_counter() - began)
         last_checkpoint = time.time()
 
+    if state and finished(epoch, global_step, stale) and world.rank == 0:
+        log.info("nothing left to train (epoch %d of %d, global step %d, max_steps %d, %d epochs without "
+                 "improvement, patience %d): raise train.epochs or train.max_steps to continue", epoch, t.epochs,
+                 global_step, t.max_steps, stale, t.patience)
     with contextlib.nullcontext(stop) if stop is not None else StopRequest() as stop:
         while not finished(epoch, global_step, stale):
             batches = pipeline.batcher("train", pipeline.train_starts(epoch), t.batch_size, prefetch=True)
@@ -297,15 +301,18 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                    "epoch_time_s": epoch_time,
                    "samples_per_s": steps_this_epoch * t.batch_size * world.size / max(epoch_time, 1e-9),
                    "lr": scheduler.get_last_lr()[0]}
-            best_before, stale_before = best, stale
+            improved = False
             if (epoch + 1) % t.validate_every == 0 or not finished_epoch or epoch + 1 == t.epochs:
                 release_free_heap()
                 row["val"] = evaluate_split(pipeline, model, "val", eval_batch, bf16=t.bf16)
-                improved = row["val"]["overall"]["mae"] < best
-                best, stale = (row["val"]["overall"]["mae"], 0) if improved else (best, stale + 1)
-                row["best_val_mae"] = best
-            else:
-                improved = False
+                # A stop at max_steps mid-epoch validates for its row only: best, patience and
+                # best.pt follow epoch ends, so a resume that finishes the epoch (or evaluate,
+                # which falls back to the latest checkpoint) sees an uninterrupted run's state.
+                if finished_epoch:
+                    improved = row["val"]["overall"]["mae"] < best
+                    best, stale = (row["val"]["overall"]["mae"], 0) if improved else (best, stale + 1)
+                if best < math.inf:
+                    row["best_val_mae"] = best
             peaks = np.array([peak_rss_bytes(), peak_device_bytes(device)], dtype=np.int64)
             node_rss = world.node_comm.allreduce(int(peaks[0]))
             world.comm.Allreduce(MPI.IN_PLACE, peaks, op=MPI.MAX)
@@ -328,11 +335,6 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                 best_state = snapshot()
                 if world.rank == 0:
                     manager.save_best(best_state)
-            if not finished_epoch:
-                # a stop at max_steps mid-epoch: its validation gives the row and a provisional
-                # best.pt, but counts for neither best nor patience: a resume that finishes the
-                # epoch validates it then, exactly as an uninterrupted run does
-                best, stale = best_before, stale_before
             checkpoint()
             if t.patience and stale >= t.patience:
                 if world.rank == 0:
