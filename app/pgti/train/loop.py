@@ -181,6 +181,7 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
         best, stale = state["best_val_mae"], state["epochs_without_improvement"]
         if world.rank == 0:  # the checkpoint holds the sums over all ranks; count them once
             loss_sum, loss_count = state["partial_loss"]
+
     def finished(epoch: int, global_step: int, stale: int) -> bool:
         """Nothing left to train: every epoch done, the step budget spent, or early-stopped."""
         return (epoch >= t.epochs or bool(t.max_steps and global_step >= t.max_steps)
