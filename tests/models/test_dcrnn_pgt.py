@@ -57,3 +57,19 @@ def test_pgt_is_hidden_size_with_a_speed_only_forecast(graph):
     assert sum(p.numel() for p in build(graph, output_channels=1).parameters()) == 57  # default: hidden = 1
     with pytest.raises(ValueError, match="hidden_channels"):
         build(graph, output_channels=2, hidden_channels=1)
+
+
+def test_reference_leaves_no_template_file_in_tmp(tmp_path):
+    """torch_geometric writes the rendered `propagate` to a temp file it never deletes; the
+    reference removes it once imported (it piled up in /tmp, one per process)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; from pgti.models.reference import EdgePropagation; e = EdgePropagation(); "
+            "print(e(torch.ones(3, 2), torch.tensor([[0, 1], [1, 2]]), torch.ones(2)).sum().item())")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TMPDIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "4.0"  # the template still worked
+    assert list(tmp_path.iterdir()) == []

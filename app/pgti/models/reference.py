@@ -13,6 +13,9 @@ on equal terms and check that the outputs agree.
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
 from torch import nn
 from torch_geometric.nn import MessagePassing
@@ -27,12 +30,26 @@ class EdgePropagation(MessagePassing):
 
     def __init__(self):
         super().__init__(aggr="add", flow="source_to_target")
+        _remove_template_file(f"{type(self).__module__}_{type(self).__name__}_propagate")
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
         return self.propagate(edge_index, x=x, norm=norm, size=None)
 
     def message(self, x_j: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
         return norm.view(-1, 1) * x_j
+
+
+def _remove_template_file(module_name: str) -> None:
+    """torch_geometric renders `propagate` from a jinja template into a `NamedTemporaryFile(delete=False)`
+    and imports it; the file is never removed, so every process left one in /tmp. Once the module
+    is imported its file is no longer needed (only tracebacks would show its source)."""
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if path and os.path.basename(path).startswith(module_name) and os.path.exists(path):
+        try:
+            os.unlink(path)
+        except OSError:  # another process's, or already gone
+            pass
 
 
 def replicate_edges(edge_index: torch.Tensor, batch_size: int, num_nodes: int) -> torch.Tensor:
