@@ -17,6 +17,7 @@ import datetime
 import difflib
 import hashlib
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -159,6 +160,8 @@ def _coerce(where: str, value, annotation, meta: dict):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{where}: expected a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):
+            raise UserError(f"{where}: {value!r} is not a finite number")
     elif annotation is str:
         if isinstance(value, datetime.time):  # TOML reads 01:30:00 as a time of day
             value = value.isoformat()
@@ -198,39 +201,60 @@ def _parse_override(text: str) -> tuple[str, str, object]:
 
 
 def _set(raw: dict, section: str, name: str, value) -> None:
-    target = raw.setdefault(section, {})
-    parts = name.split(".")
-    for p in parts[:-1]:  # model.params.hidden=32
+    parts = [section] + name.split(".")  # model.params.hidden=32
+    target = raw
+    for depth, p in enumerate(parts[:-1], start=1):
         target = target.setdefault(p, {})
+        if not isinstance(target, dict):
+            table = ".".join(parts[:depth])
+            raise UserError(f"--set {section}.{name}: {table} is {target!r}, not a table of keys; "
+                            f"set {table} itself, or fix the key")
     target[parts[-1]] = value
 
 
-def config_from_dict(raw: dict, source: str = "config") -> Config:
+def _section_of(key: str) -> str | None:
+    """The section that has a key named `key`, if exactly one does."""
+    defaults = Config()
+    owners = [s for s in SECTIONS if key in {f.name for f in dataclasses.fields(getattr(defaults, s))}]
+    return owners[0] if len(owners) == 1 else None
+
+
+def config_from_dict(raw: dict, source: str = "config", from_set: frozenset[str] = frozenset()) -> Config:
+    """`from_set`: the `section.key`s given by `--set` (errors about them name --set, not the file)."""
+    def where(key: str) -> str:
+        given = key in from_set or any(k.startswith(key + ".") for k in from_set)
+        return f"--set {key}" if given else f"{source}: {key}"
+
     cfg = Config()
     for section, values in raw.items():
         if section not in SECTIONS:
-            raise UserError(f"{source}: unknown section [{section}]{_suggest(section, SECTIONS)}")
+            if not isinstance(values, dict):  # `key = value` above the first [section] header
+                owner = _section_of(section)
+                hint = f" under [{owner}]" if owner else f" under its [section]{_suggest(section, SECTIONS)}"
+                raise UserError(f"{source}: key {section!r} is outside any [section]; put it{hint}")
+            raise UserError(f"{where(section)}: unknown section [{section}]{_suggest(section, SECTIONS)}")
         if not isinstance(values, dict):
-            raise UserError(f"{source}: [{section}] must be a table of keys")
+            raise UserError(f"{where(section)}: [{section}] must be a table of keys")
         obj = getattr(cfg, section)
         types = _section_types(type(obj))
         fields = {f.name: f for f in dataclasses.fields(obj)}
         for key, value in values.items():
             if key not in fields:
-                raise UserError(f"{source}: unknown key {section}.{key}{_suggest(key, fields)}")
-            setattr(obj, key, _coerce(f"{source}: {section}.{key}", value, types[key], fields[key].metadata))
-    validate(cfg, source)
+                raise UserError(f"{where(f'{section}.{key}')}: unknown key{_suggest(key, fields)}")
+            setattr(obj, key, _coerce(where(f"{section}.{key}"), value, types[key], fields[key].metadata))
+    validate(cfg, source, from_set)
     return cfg
 
 
-def validate(cfg: Config, source: str = "config") -> None:
-    """Checks that involve more than one field."""
+def validate(cfg: Config, source: str = "config", from_set: frozenset[str] = frozenset()) -> None:
+    """Checks that involve more than one field, and the model's hyper-parameters."""
     d, t = cfg.data, cfg.train
     if len(d.ratios) != 3 or any(r < 0 for r in d.ratios) or abs(sum(d.ratios) - 1.0) > 1e-6:
         raise UserError(f"{source}: data.ratios: {d.ratios} must be three non-negative fractions summing to 1, "
                         "e.g. [0.7, 0.1, 0.2]")
-    if d.ratios[0] == 0:
-        raise UserError(f"{source}: data.ratios: the training fraction must be > 0")
+    if d.ratios[0] == 0 or d.ratios[1] == 0:
+        raise UserError(f"{source}: data.ratios: the training and validation fractions must be > 0 (validation "
+                        "picks the best model and stops early); a test fraction of 0 is allowed")
     if d.placement == "partitioned" and t.shuffle == "global":
         raise UserError(f"{source}: data.placement = 'partitioned' needs train.shuffle = 'local' or 'none' "
                         "(each rank then keeps its own block of windows, so a node holds only its ranks' "
@@ -241,11 +265,17 @@ def validate(cfg: Config, source: str = "config") -> None:
         parse_duration(t.time_limit, f"{source}: train.time_limit")
     from pgti.models.registry import get_spec
 
+    from pgti.models.registry import check_hyperparameter
+
     known = get_spec(cfg.model.name).hyperparameters
-    for key in cfg.model.params:
+    for key, value in cfg.model.params.items():
+        name = f"model.params.{key}"
+        where = f"--set {name}" if name in from_set or "model.params" in from_set else f"{source}: {name}"
         if key not in known:
-            raise UserError(f"{source}: unknown key model.params.{key} for model '{cfg.model.name}'"
-                            f"{_suggest(key, known)}")
+            raise UserError(f"{where}: unknown key for model '{cfg.model.name}'{_suggest(key, known)}")
+        problem = check_hyperparameter(key, value, known[key])
+        if problem:
+            raise UserError(f"{where}: {problem} (model '{cfg.model.name}'; default {known[key]!r})")
 
 
 def parse_duration(text: str, where: str = "duration") -> float:
@@ -276,13 +306,20 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not path.is_file():
             raise UserError(f"{path}: no such config file; see jobs/configs/ for examples")
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not a UTF-8 text file (byte {exc.start}); give a TOML config "
+                            "(see jobs/configs/)") from None
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"{path}: not valid TOML ({exc})") from None
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read the config ({exc.strerror})") from None
+    from_set = set()
     for text in overrides or []:
         section, name, value = _parse_override(text)
         _set(raw, section, name, value)
-    return config_from_dict(raw, source)
+        from_set.add(f"{section}.{name}")
+    return config_from_dict(raw, source, frozenset(from_set))
 
 
 # --------------------------------------------------------------------------- writing

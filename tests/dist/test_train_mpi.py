@@ -132,6 +132,39 @@ def test_bad_data_path_ends_all_three_ranks_with_one_message(tmp_path):
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("extra, message", [
+    (["train.lrr=0.1"], "--set train.lrr: unknown key (did you mean 'lr'?)"),  # config: parsed by rank 0
+    (["data.input_steps=5000"], "the train split is empty"),  # the split: checked by rank 0
+    (["train.batch_size=5000"], "config: train.batch_size = 5000"),
+])
+def test_config_and_split_mistakes_print_once_on_three_ranks(data, tmp_path, extra, message):
+    proc = subprocess.run(command(3, data, tmp_path / "run", *extra), capture_output=True, text=True, timeout=60)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert text.count(message) == 1 and text.count("pgti: error") == 1, text
+    assert "Traceback" not in text
+
+
+@pytest.mark.mpi
+def test_weights_of_another_model_and_a_new_run_over_old_checkpoints_are_refused(horovod_w2, data, tmp_path):
+    import shutil
+
+    latest = sorted((horovod_w2 / "checkpoints").glob("step-*.pt"))[-1]
+    proc = subprocess.run(command(2, data, tmp_path / "other", "model.params.K=2", f"--resume={latest}",
+                                  "--resume-ignore-config"), capture_output=True, text=True, timeout=120)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert text.count("its weights do not fit this model (size mismatch for") == 1 and "Traceback" not in text, text
+    run_dir = tmp_path / "copy"
+    shutil.copytree(horovod_w2, run_dir)
+    before = {p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()}
+    proc = subprocess.run(command(2, data, run_dir), capture_output=True, text=True, timeout=120)  # no --resume
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and text.count("already holds an earlier run's checkpoints") == 1, text
+    assert {p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()} == before  # untouched
+
+
+@pytest.mark.mpi
 def test_resume_with_another_world_size_continues(horovod_w2, data, tmp_path):
     import shutil
 

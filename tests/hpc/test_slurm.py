@@ -102,7 +102,7 @@ def test_sbatch_loads_the_module_and_does_not_requeue_a_failure(slurm, demo_data
     out = (tmp_path / f"module-{job_id}.out").read_text()
     assert info["JobState"] == "FAILED" and info["ExitCode"] == "2:0" and info["Restarts"] == "0", out
     assert f"{sys.prefix}/bin/pgti (pgti 0.1.0)" in out, out
-    assert "unknown key train.no_such_key" in out and "training failed (exit 2): not requeueing" in out, out
+    assert "--set train.no_such_key: unknown key" in out and "training failed (exit 2): not requeueing" in out, out
 
 
 def test_scancel_is_not_undone_by_a_requeue(slurm, tmp_path):

@@ -1,13 +1,19 @@
 """Atomic checkpoints, keep_last, corrupt newest skipped, config mismatch refused."""
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
 from pgti.errors import UserError
-from pgti.train.checkpoint import CheckpointManager, find_resumable
+from pgti.train.checkpoint import RESUME_KEYS, CheckpointManager, find_resumable, load_checkpoint
 
 
 def _state(step, chash="abc"):
-    return {"model": {"w": torch.full((3,), float(step))}, "config_hash": chash, "global_step": step}
+    state = {key: 0 for key in RESUME_KEYS}
+    state.update(model={"w": torch.full((3,), float(step))}, config_hash=chash, global_step=step)
+    return state
 
 
 def test_keep_last_latest_pointer_and_best(tmp_path):
@@ -40,3 +46,59 @@ def test_config_mismatch_is_an_error_unless_ignored(tmp_path):
     path, _ = find_resumable(m, "abc", ignore_config=True)
     assert path.name == "step-000000003.pt"
     assert find_resumable(CheckpointManager(tmp_path / "empty"), "abc") is None
+
+
+def test_every_checkpoint_unloadable_is_an_error_not_a_fresh_start(tmp_path, caplog):
+    m = CheckpointManager(tmp_path, keep_last=5)
+    for step in (1, 2):
+        m.save(_state(step), step).write_bytes(b"garbage")
+    with caplog.at_level("WARNING"), pytest.raises(UserError, match="none of its 2 checkpoint\\(s\\) loads"):
+        find_resumable(m, "abc")
+    assert "step-000000001.pt" in caplog.text and "step-000000002.pt" in caplog.text
+
+
+def test_incomplete_checkpoint_is_skipped_for_resume(tmp_path):
+    m = CheckpointManager(tmp_path, keep_last=5)
+    m.save(_state(1), 1)
+    m.save({"model": {}, "config_hash": "abc"}, 2)  # e.g. a hand-made weights-only file
+    path, _ = find_resumable(m, "abc")
+    assert path.name == "step-000000001.pt"
+    with pytest.raises(UserError, match=r"incomplete pgti checkpoint \(no scaler\)"):
+        load_checkpoint(tmp_path / "step-000000002.pt")
+
+
+@pytest.mark.parametrize("pointer", [b"", b"best.pt\n", b"\xff\xfe", b"../../etc/passwd\n"])
+def test_edited_latest_pointer_is_ignored(tmp_path, pointer, caplog):
+    m = CheckpointManager(tmp_path, keep_last=5)
+    m.save(_state(1), 1)
+    m.save_best(_state(1))
+    m.latest_pointer.write_bytes(pointer)
+    with caplog.at_level("WARNING"):
+        assert m.latest() is None
+        path, _ = find_resumable(m, "abc")
+    assert path.name == "step-000000001.pt" and "ignoring" in caplog.text
+
+
+def test_a_write_that_fails_keeps_the_previous_checkpoint_and_says_so(tmp_path):
+    """A real failing write: the file-size limit (RLIMIT_FSIZE) makes write() fail with EFBIG,
+    as a full disk fails with ENOSPC."""
+    code = textwrap.dedent(f"""
+        import resource, signal, torch
+        from pgti.errors import UserError
+        from pgti.train.checkpoint import CheckpointManager
+        m = CheckpointManager({str(tmp_path)!r})
+        m.save({{"model": {{"w": torch.zeros(4)}}}}, 1)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        try:
+            m.save({{"model": {{"w": torch.zeros(100_000)}}}}, 2)
+        except UserError as exc:
+            print(exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    message = done.stdout.strip()
+    assert message.startswith(f"{tmp_path / 'step-000000002.pt'}: cannot write the checkpoint (File too large)")
+    assert "step-000000001.pt is intact" in message and "--resume auto" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step-000000001.pt"]  # no temporary left
+    assert (tmp_path / "latest").read_text() == "step-000000001.pt\n"

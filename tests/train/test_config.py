@@ -15,7 +15,7 @@ def _error(overrides, path=None):
 
 
 def test_unknown_key_suggests_the_right_one():
-    assert "unknown key train.lrr (did you mean 'lr'?)" in _error(["train.lrr=0.1"])
+    assert _error(["train.lrr=0.1"]) == "--set train.lrr: unknown key (did you mean 'lr'?)"
     assert "unknown section [trian] (did you mean 'train'?)" in _error(["trian.lr=0.1"])
 
 
@@ -65,6 +65,52 @@ def test_durations():
 
 
 def test_model_params_are_checked_against_the_model():
-    assert "unknown key model.params.hiden_size for model 'dcrnn' (did you mean 'hidden_size'?)" in \
-        _error(["model.params.hiden_size=8"])
+    assert _error(["model.params.hiden_size=8"]) == \
+        "--set model.params.hiden_size: unknown key for model 'dcrnn' (did you mean 'hidden_size'?)"
     assert load_config(None, ["model.params.hidden_size=8"]).model.params == {"hidden_size": 8}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.params.hidden_size=abc", "--set model.params.hidden_size: expected an integer, got 'abc'"),
+    ("model.params.hidden_size=8.5", "expected an integer, got 8.5"),
+    ("model.params.hidden_size=0", "model.params.hidden_size: 0 is below the minimum 1"),
+    ("model.params.num_layers=-3", "model.params.num_layers: -3 is below the minimum 1"),
+    ("model.params.cl_decay_steps=-1", "cl_decay_steps: -1 is below the minimum 1"),
+    ("model.params.max_diffusion_step=-1", "max_diffusion_step: -1 is below the minimum 0"),
+    ("model.params.use_curriculum_learning=1", "use_curriculum_learning: expected true or false, got 1"),
+])
+def test_model_param_values_are_checked_before_any_work(override, message):
+    """(they used to reach the model's constructor: TypeError / ZeroDivisionError tracebacks)"""
+    assert message in _error(["model.name=dcrnn", override])
+
+
+def test_model_param_fractions_and_zero_allowed():
+    assert "model.params.dropout: 1.0 is outside [0, 1)" in _error(["model.name=gwnet", "model.params.dropout=1.0"])
+    assert load_config(None, ["model.name=dcrnn", "model.params.max_diffusion_step=0"]).model.params == \
+        {"max_diffusion_step": 0}
+    assert load_config(None, ["model.name=dcrnn-pgt", "model.params.hidden_channels=0"]).model.params == \
+        {"hidden_channels": 0}
+
+
+def test_numbers_must_be_finite():
+    assert "--set train.lr: nan is not a finite number" in _error(["train.lr=nan"])
+    assert "--set train.lr: inf is not a finite number" in _error(["train.lr=inf"])
+
+
+def test_mistakes_in_set_name_set_and_file_mistakes_name_the_file(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("[train]\nlr = 0.1\nbatchsize = 4\n")
+    assert _error(["train.learning_rate=0.1"], None).startswith("--set train.learning_rate: unknown key")
+    assert _error([], path) == f"{path}: train.batchsize: unknown key (did you mean 'batch_size'?)"
+    path.write_text("[train]\nlr = 0.1\n")
+    assert _error(["train.lr.x=1"], path) == \
+        "--set train.lr.x: train.lr is 0.1, not a table of keys; set train.lr itself, or fix the key"
+    assert "model.params is 5, not a table" in _error(["model.params=5", "model.params.hidden_size=3"])
+
+
+def test_key_above_the_first_section_and_non_utf8_file(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("epochs = 3\n[train]\nlr = 0.1\n")
+    assert _error([], path) == f"{path}: key 'epochs' is outside any [section]; put it under [train]"
+    path.write_bytes(b"\xff\xfe garbage")
+    assert _error([], path).startswith(f"{path}: not a UTF-8 text file")

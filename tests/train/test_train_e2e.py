@@ -137,3 +137,46 @@ def test_max_steps_stop_then_resume_keeps_rows_and_extends_bit_exactly(reference
     assert extended.returncode == 0, extended.stderr[-3000:]
     assert_bitwise_equal(final_model(ref_dir), final_model(run_dir))
     assert strip(run_dir) == strip(ref_dir)
+
+
+def _pgti(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "pgti.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_resume_path_is_checked_against_the_config(reference_run, tiny_data, tmp_path):
+    ref_dir, _ = reference_run
+    latest = sorted((ref_dir / "checkpoints").glob("step-*.pt"))[-1]
+    proc = run_train(tiny_data, tmp_path / "a", "train.lr=0.5", f"--resume={latest}")
+    assert proc.returncode == 2 and "made with a different configuration" in proc.stderr, proc.stderr[-2000:]
+    proc = run_train(tiny_data, tmp_path / "b", "model.params.hidden_size=16", f"--resume={latest}",
+                     "--resume-ignore-config")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"{latest}: its weights do not fit this model (size mismatch for" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_another_sensor_set_and_an_empty_split_are_refused(reference_run, tmp_path):
+    from pgti.data.synth import SynthSpec, generate
+
+    ref_dir, _ = reference_run
+    other = tmp_path / "other.h5"
+    generate(SynthSpec(num_nodes=24, num_steps=1500, seed=3), other, progress=False)
+    proc = _pgti("evaluate", ref_dir, "--set", f"data.path={other}")
+    assert proc.returncode == 2 and "trained on a dataset with other sensors than" in proc.stderr, proc.stderr
+    assert "(20 vs 24)" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _pgti("evaluate", ref_dir, "--split", "test", "--set", "data.ratios=[0.8,0.2,0.0]")
+    assert proc.returncode == 2 and "the test split is empty" in proc.stderr, proc.stderr
+    proc = _pgti("evaluate", ref_dir, "--batch-size", "0")
+    assert proc.returncode == 2 and "argument --batch-size: 0 must be >= 1" in proc.stderr, proc.stderr
+
+
+def test_unusable_run_and_output_paths_are_one_line(reference_run, tiny_data, tmp_path):
+    ref_dir, _ = reference_run
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    for run_dir, message in ((a_file, "exists and is not a directory"), (a_file / "sub", "cannot create")):
+        proc = run_train(tiny_data, run_dir)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    proc = _pgti("predict", ref_dir, "--out", tmp_path)
+    assert proc.returncode == 2 and "is a directory; give a file name" in proc.stderr, proc.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from dataclasses import dataclass
 
 from pgti.errors import UserError
@@ -80,6 +81,30 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+# Integer hyper-parameters that may be 0 (all others must be >= 1): no diffusion beyond the
+# identity, and dcrnn-pgt's "hidden = output channels".
+ZERO_ALLOWED = {"max_diffusion_step", "hidden_channels"}
+FRACTIONS = {"dropout"}  # in [0, 1)
+
+
+def check_hyperparameter(key: str, value, default) -> str | None:
+    """What is wrong with `value` for hyper-parameter `key` (whose default is `default`), or None.
+    The type follows the default's: an integer, a number or true/false."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected an integer, got {value!r}"
+        lowest = 0 if key in ZERO_ALLOWED else 1
+        return None if value >= lowest else f"{value} is below the minimum {lowest}"
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"expected a finite number, got {value!r}"
+        if key in FRACTIONS and not 0.0 <= value < 1.0:
+            return f"{value} is outside [0, 1)"
+    return None
+
+
 def model_names() -> list[str]:
     return list(MODELS)
 
@@ -103,6 +128,10 @@ def build_model(name: str, *, num_nodes: int, input_channels: int, output_channe
     if unknown:
         raise UserError(f"model {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
                         f"known: {', '.join(known) or 'none'}")
+    for key, value in overrides.items():
+        problem = check_hyperparameter(key, value, known[key])
+        if problem:
+            raise UserError(f"model {name!r}: hyper-parameter {key}: {problem}")
     for key, value in (("num_nodes", num_nodes), ("input_channels", input_channels),
                        ("output_channels", output_channels), ("input_steps", input_steps),
                        ("output_steps", output_steps)):

@@ -13,6 +13,8 @@ and numpy values; never point `--resume` at a file from an untrusted source.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import re
@@ -48,6 +50,15 @@ def atomic_write_bytes(path: Path, write) -> None:
     _fsync_dir(path.parent)
 
 
+def _serialize(state: dict) -> memoryview:
+    """The checkpoint's bytes, made in memory (weights and optimizer state: megabytes), so the
+    file is written by plain writes: a full disk is then an OSError naming the errno (torch's
+    zip writer turns a failing write into an opaque RuntimeError)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getbuffer()
+
+
 class CheckpointManager:
     """Checkpoints of one run in `directory` (written by rank 0 only)."""
 
@@ -67,17 +78,32 @@ class CheckpointManager:
         return self.directory / f"step-{global_step:09d}.pt"
 
     def save(self, state: dict, global_step: int) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.step_path(global_step)
-        atomic_write_bytes(path, lambda fh: torch.save(state, fh))
-        atomic_write_bytes(self.latest_pointer, lambda fh: fh.write(path.name.encode() + b"\n"))
+        data = _serialize(state)
+        with self._writing(path):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, lambda fh: fh.write(data))
+            atomic_write_bytes(self.latest_pointer, lambda fh: fh.write(path.name.encode() + b"\n"))
         self._prune()
         return path
 
     def save_best(self, state: dict) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.best_path, lambda fh: torch.save(state, fh))
+        data = _serialize(state)
+        with self._writing(self.best_path):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.best_path, lambda fh: fh.write(data))
         return self.best_path
+
+    @contextlib.contextmanager
+    def _writing(self, path: Path):
+        """A full disk or a lost permission: one line naming the file and what is still intact."""
+        try:
+            yield
+        except OSError as exc:
+            kept = self.latest()
+            raise UserError(f"{path}: cannot write the checkpoint ({exc.strerror or exc}); "
+                            + (f"{kept.name} is intact: " if kept else "")
+                            + "free space or fix permissions, then run again with --resume auto") from None
 
     def step_checkpoints(self) -> list[Path]:
         """Step checkpoints, newest first."""
@@ -92,15 +118,28 @@ class CheckpointManager:
 
     def latest(self) -> Path | None:
         try:
-            name = self.latest_pointer.read_text().strip()
+            name = self.latest_pointer.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("ignoring %s: unreadable (%s)", self.latest_pointer, exc)
+            return None
+        if not STEP_NAME.match(name):  # pgti writes "step-NNNNNNNNN.pt"; anything else was edited
+            log.warning("ignoring %s: %r is not a step checkpoint name", self.latest_pointer, name)
+            return None
         path = self.directory / name
-        return path if path.exists() else None
+        return path if path.is_file() else None
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load one checkpoint; a file that does not load raises UserError naming it."""
+# what inference needs, and what a resume needs besides
+INFERENCE_KEYS = ("model", "scaler")
+RESUME_KEYS = INFERENCE_KEYS + ("optimizer", "scheduler", "epoch", "batch_in_epoch", "global_step", "best_val_mae",
+                                "epochs_without_improvement", "partial_loss", "rng", "config_hash")
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu", required=INFERENCE_KEYS) -> dict:
+    """Load one checkpoint; a file that does not load, or lacks a `required` key, raises
+    UserError naming it."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint; list the run's checkpoints/ directory")
@@ -110,6 +149,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise UserError(f"{path}: not a loadable checkpoint ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise UserError(f"{path}: not a pgti checkpoint (no model state)")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise UserError(f"{path}: an incomplete pgti checkpoint (no {', '.join(missing)}); use another checkpoint")
     return state
 
 
@@ -126,7 +168,7 @@ def find_resumable(manager: CheckpointManager, config_hash: str, ignore_config: 
     candidates.sort(key=lambda p: int(STEP_NAME.match(p.name).group(1)), reverse=True)
     for path in candidates:
         try:
-            state = load_checkpoint(path)
+            state = load_checkpoint(path, required=RESUME_KEYS)
         except UserError as exc:
             log.warning("skipping checkpoint %s: %s", path.name, exc)
             continue
@@ -136,4 +178,8 @@ def find_resumable(manager: CheckpointManager, config_hash: str, ignore_config: 
                 "resume with the run's own config.toml, start a new --run-dir, or pass --resume-ignore-config"
             )
         return path, state
+    if candidates:  # there was a run here, and none of its checkpoints loads: never silently start over
+        raise UserError(f"{manager.directory}: none of its {len(candidates)} checkpoint(s) loads (see the warnings "
+                        "above); nothing to resume. Restore a good checkpoint there, or move the directory away "
+                        "to start over")
     return None

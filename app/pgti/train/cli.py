@@ -33,14 +33,14 @@ def default_run_dir(args) -> Path:
 
 def run(args) -> int:
     from pgti.config import load_config
-    from pgti.dist.world import abort_on_error, configure_threads, init_world, setup_logging
+    from pgti.dist.world import abort_on_error, configure_threads, init_world, run_on_root, setup_logging
 
     from pgti.train.signals import StopRequest
 
     stop = StopRequest().__enter__()  # first thing: a job's signal must never kill us mid-setup
     world = init_world()
     with abort_on_error(world):
-        cfg = load_config(args.config, args.set)
+        cfg = run_on_root(world, load_config, args.config, args.set)  # a mistake: one message, not one per rank
         run_dir = default_run_dir(args)
         if args.dry_run:
             if world.rank == 0:
@@ -51,7 +51,7 @@ def run(args) -> int:
         from pgti.train.loop import train
         from pgti.train.rundir import RunDir
 
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_on_root(world, RunDir(run_dir).prepare)
         setup_logging(world, log_file=run_dir / "train.log", verbose=cfg.log.verbose)
         threads = configure_threads(world)
         logging.getLogger("pgti.train").info("pgti %s: %d rank(s), %d torch thread(s) per rank", __version__,

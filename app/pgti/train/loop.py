@@ -29,13 +29,13 @@ from pgti.config import Config, config_hash, parse_duration, to_dict
 from pgti.dist.engine import make_engine
 from pgti.dist.world import run_on_root
 from pgti.errors import EXIT_OK, EXIT_RESUBMIT, UserError
-from pgti.train.checkpoint import CheckpointManager, find_resumable, load_checkpoint
+from pgti.train.checkpoint import RESUME_KEYS, CheckpointManager, find_resumable, load_checkpoint
 from pgti.train.evaluate import evaluate_split
 from pgti.train.metrics import format_table, masked_mae_loss
 from pgti.train.pipeline import build_pipeline
 from pgti.train.plots import plot_curves
 from pgti.train.rundir import RunDir, peak_device_bytes, peak_rss_bytes, release_free_heap
-from pgti.train.session import build_model, resolve_device
+from pgti.train.session import build_model, check_dataset, dataset_identity, load_weights, resolve_device
 from pgti.train.signals import Deadline, StopRequest
 
 log = logging.getLogger("pgti.train")
@@ -154,29 +154,43 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
 
     # ---- resume point: rank 0 finds and reads the checkpoint once and broadcasts it (one
     # file read per job, not one per rank hitting the parallel file system at once)
-    state, found = None, None
-    if resume:
-        def resume_point():
-            if resume != "auto":
-                if not os.path.isfile(resume):
-                    raise UserError(f"--resume {resume}: no such checkpoint; use --resume auto or a file in "
-                                    f"{run.checkpoints}")
-                return resume, load_checkpoint(resume)
-            hit = find_resumable(manager, chash, ignore_config)
-            return (str(hit[0]), hit[1]) if hit else (None, None)
+    def resume_point():
+        if not resume:  # a new run must not mix its files with (and prune away) an earlier run's
+            earlier = manager.step_checkpoints() or ([manager.best_path] if manager.best_path.exists() else [])
+            if earlier:
+                raise UserError(f"{run.path}: already holds an earlier run's checkpoints (newest {earlier[0].name}); "
+                                "continue it with --resume auto, or give a new --run-dir (or delete "
+                                f"{run.checkpoints} to start over there)")
+            return None, None
+        if resume != "auto":
+            if not os.path.isfile(resume):
+                raise UserError(f"--resume {resume}: no such checkpoint; use --resume auto or a file in "
+                                f"{run.checkpoints}")
+            loaded = load_checkpoint(resume, required=RESUME_KEYS)
+            if loaded.get("config_hash") != chash and not ignore_config:
+                raise UserError(
+                    f"--resume {resume}: made with a different configuration (hash {loaded.get('config_hash')} vs "
+                    f"{chash}); resume with that run's config.toml, or pass --resume-ignore-config to continue "
+                    "these weights under this config")
+            return resume, loaded
+        hit = find_resumable(manager, chash, ignore_config)
+        return (str(hit[0]), hit[1]) if hit else (None, None)
 
-        found, state = run_on_root(world, resume_point)  # an unreadable file: one message, every rank ends
-        if found:
-            log.info("resuming from %s (epoch %d, step %d in epoch, global step %d)", found, state["epoch"],
-                     state["batch_in_epoch"], state["global_step"])
+    # an unreadable file, a foreign config: one message, every rank ends
+    found, state = run_on_root(world, resume_point)
+    if found:
+        log.info("resuming from %s (epoch %d, step %d in epoch, global step %d)", found, state["epoch"],
+                 state["batch_in_epoch"], state["global_step"])
 
     pipeline = build_pipeline(cfg, world, device, scaler_state=state["scaler"] if state else None)
+    if state:
+        check_dataset(state, pipeline.info, found, world)
     seed_everything(t.seed)  # same initial weights on every rank (and rank 0's are broadcast anyway)
     model = build_model(cfg, pipeline).to(device)
     epoch, batch_in_epoch, global_step = 0, 0, 0
     best, stale, loss_sum, loss_count = math.inf, 0, 0.0, 0
     if state:
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], found, world)
         epoch, batch_in_epoch, global_step = state["epoch"], state["batch_in_epoch"], state["global_step"]
         best, stale = state["best_val_mae"], state["epochs_without_improvement"]
         if world.rank == 0:  # the checkpoint holds the sums over all ranks; count them once
@@ -228,6 +242,7 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                 "scaler": pipeline.scaler.state_dict(), "epoch": epoch, "batch_in_epoch": batch_in_epoch,
                 "global_step": global_step, "best_val_mae": best, "epochs_without_improvement": stale,
                 "partial_loss": (float(partial[0]), int(partial[1])), "rng": rngs, "config_hash": chash, "config": to_dict(cfg),
+                "dataset": dataset_identity(pipeline.info),
                 "world_size": world.size, "versions": {"pgti": __version__, "torch": torch.__version__}}
 
     def checkpoint() -> None:

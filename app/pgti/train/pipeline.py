@@ -23,6 +23,7 @@ from pgti.data.scaler import Scaler
 from pgti.data.windows import IndexBatcher, WindowSpec, make_splits
 from pgti.dist import partition
 from pgti.dist.load import load_signals, node_time_span, open_dataset_once
+from pgti.dist.world import run_on_root
 from pgti.errors import UserError
 
 
@@ -93,14 +94,31 @@ class Pipeline:
         return self.batcher(split, starts, batch_size), starts
 
 
+WINDOW_KEYS = "data.input_steps, data.output_steps, data.stride, data.ratios, data.split"
+
+
+def checked_splits(cfg: Config, info: DatasetInfo, world_size: int) -> dict[str, np.ndarray]:
+    """The split's window starts, and a check that training gives every rank a batch; the
+    errors name the dataset and the config keys to change."""
+    d, t = cfg.data, cfg.train
+    try:
+        splits = make_splits(info.num_steps, d.input_steps, d.output_steps, d.stride, tuple(d.ratios), d.split)
+    except (ValueError, UserError) as exc:
+        raise UserError(f"{info.path}: {exc} (config: {WINDOW_KEYS})") from None
+    try:
+        partition.rank_window_starts(splits["train"], 0, world_size, t.batch_size, seed=t.seed, epoch=0,
+                                     shuffle=t.shuffle, drop_last=t.drop_last)
+    except UserError as exc:
+        raise UserError(f"{info.path}: {exc} (config: train.batch_size = {t.batch_size}, train.drop_last = "
+                        f"{str(t.drop_last).lower()}, train.shuffle = {t.shuffle!r})") from None
+    return splits
+
+
 def build_pipeline(cfg: Config, world, device: torch.device, scaler_state: dict | None = None) -> Pipeline:
     d = cfg.data
     info = open_dataset_once(world, d.path)
     spec = window_spec(cfg, info)
-    try:
-        splits = make_splits(info.num_steps, d.input_steps, d.output_steps, d.stride, tuple(d.ratios), d.split)
-    except ValueError as exc:
-        raise UserError(f"{info.path}: {exc}; use a longer series or shorter windows") from None
+    splits = run_on_root(world, checked_splits, cfg, info, world.size)  # a mistake: one message
 
     if d.placement == "replicated":  # one array of the whole series per node, shared by all splits
         whole = load_signals(world, info, 0, info.num_steps, mode=d.load, dtype=d.storage_dtype)

@@ -23,13 +23,23 @@ from pgti.errors import UserError
 @torch.no_grad()
 def run(args) -> int:
     from pgti.dist.world import abort_on_error, init_world
-    from pgti.train.session import load_for_inference
+    from pgti.train.session import load_for_inference, require_split
 
     world = init_world()
     with abort_on_error(world):
         if world.size > 1:
             raise UserError("pgti predict writes one file: run it as a single process (no mpirun)")
+        out = Path(args.out)
+        if out.is_dir():
+            raise UserError(f"--out {out}: is a directory; give a file name, e.g. {out / 'predictions.h5'}")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--out {out}: cannot create {out.parent} ({exc.strerror}); choose a writable path") from None
+        if not os.access(out.parent, os.W_OK):
+            raise UserError(f"--out {out}: {out.parent} is not writable; choose a writable path")
         session = load_for_inference(args.run_dir, args.checkpoint, args.set, world)
+        require_split(session.pipeline, args.split, world)
         pipeline, cfg = session.pipeline, session.cfg
         info, spec, scaler = pipeline.info, pipeline.spec, pipeline.scaler
         targets = spec.targets(info.num_channels)
@@ -37,9 +47,7 @@ def run(args) -> int:
         batches, starts = pipeline.eval_batches(args.split, batch)
         count, horizon = len(starts), spec.output_steps
         shape = (count, horizon, info.num_nodes, len(targets))
-        out = Path(args.out)
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        out.parent.mkdir(parents=True, exist_ok=True)
         chunk = (min(max(count, 1), 64), horizon, info.num_nodes, len(targets))
         try:
             with h5py.File(tmp, "w") as f:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import resource
 from pathlib import Path
 
 import torch
 
 from pgti.config import Config, load_config, to_toml
+from pgti.errors import UserError
+from pgti.train.checkpoint import atomic_write_bytes
 
 
 class RunDir:
@@ -43,10 +46,28 @@ class RunDir:
     def plots(self) -> Path:
         return self.path / "plots"
 
-    def create(self, cfg: Config) -> None:
+    def prepare(self) -> None:
+        """Create the directories (rank 0, before anything is written); a path that cannot be
+        used is one UserError naming it."""
         for d in (self.path, self.checkpoints, self.plots):
-            d.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(to_toml(cfg))
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                raise UserError(f"--run-dir {self.path}: {d} exists and is not a directory; choose another "
+                                "--run-dir") from None
+            except OSError as exc:
+                raise UserError(f"--run-dir {self.path}: cannot create {d} ({exc.strerror}); choose a writable "
+                                "--run-dir") from None
+        for d in (self.path, self.checkpoints):
+            if not os.access(d, os.W_OK | os.X_OK):
+                raise UserError(f"--run-dir {self.path}: {d} is not writable; choose a writable --run-dir")
+        for f in (self.log_path, self.config_path, self.metrics_path):
+            if f.exists() and not f.is_file():
+                raise UserError(f"--run-dir {self.path}: {f} is not a file; move it away or choose another --run-dir")
+
+    def create(self, cfg: Config) -> None:
+        self.prepare()
+        atomic_write_bytes(self.config_path, lambda fh: fh.write(to_toml(cfg).encode()))
 
     def load_config(self, overrides: list[str] | None = None) -> Config:
         return load_config(self.config_path, overrides)

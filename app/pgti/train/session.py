@@ -1,6 +1,7 @@
 """Building a model for a config and dataset, and reloading a trained run for inference."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,57 @@ def build_model(cfg: Config, pipeline) -> torch.nn.Module:
         output_channels=pipeline.y_channels, input_steps=cfg.data.input_steps, output_steps=cfg.data.output_steps,
         edge_index=info.edge_index, edge_weight=info.edge_weight, **cfg.model.params,
     )
+
+
+def dataset_identity(info) -> dict:
+    """What a checkpoint records of the dataset it was trained on: the sensors (ids, in order)
+    and channels. The time range may change (a longer series); the sensors may not."""
+    ids = hashlib.sha256("\n".join(map(str, info.node_ids)).encode()).hexdigest()[:16]
+    return {"num_nodes": int(info.num_nodes), "channels": list(info.channels), "node_ids_sha256": ids}
+
+
+def check_dataset(state: dict, info, path, world) -> None:
+    """End every rank with one line if the checkpoint at `path` was trained on other sensors or
+    channels than `info` (checkpoints from before this record existed are not checked).
+    Collective: every rank calls it."""
+    from pgti.dist.world import raise_if_any_failed
+
+    made_on, here, error = state.get("dataset"), dataset_identity(info), None
+    for key, what in (("num_nodes", "sensors"), ("node_ids_sha256", "sensor ids"), ("channels", "channels")):
+        if made_on and made_on.get(key) != here[key]:
+            detail = f"{made_on.get(key)} vs {here[key]}" if key != "node_ids_sha256" else "same count, other ids or order"
+            error = UserError(f"{path}: trained on a dataset with other {what} than {info.path} ({detail}); "
+                              "use the run's own data.path, or train a new run on this dataset")
+            break
+    raise_if_any_failed(world, error)
+
+
+def load_weights(model: torch.nn.Module, weights: dict, path, world) -> None:
+    """`model.load_state_dict(weights)`; weights of another model or graph size end every rank
+    with one line naming the checkpoint and the first mismatch (not a traceback per rank)."""
+    from pgti.dist.world import raise_if_any_failed
+
+    error = None
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [str(exc)]
+        first = lines[0][:240]
+        error = UserError(f"{path}: its weights do not fit this model ({first}); use the run's own model "
+                          "settings and dataset, or start a new run")
+    raise_if_any_failed(world, error)
+
+
+def require_split(pipeline, split: str, world) -> None:
+    """One line on every rank if `split` has no windows (its fraction in data.ratios is 0).
+    Collective."""
+    from pgti.dist.world import raise_if_any_failed
+
+    error = None
+    if len(pipeline.splits[split]) == 0:
+        error = UserError(f"the {split} split is empty (data.ratios = {pipeline.cfg.data.ratios}); choose another "
+                          "--split, or train a run whose ratios give it windows")
+    raise_if_any_failed(world, error)
 
 
 def resolve_device(cfg: Config, world) -> torch.device:
@@ -44,23 +96,30 @@ class InferenceSession:
 def load_for_inference(run_dir, checkpoint: str, overrides: list[str], world) -> InferenceSession:
     from pgti.train.pipeline import build_pipeline
 
-    run = RunDir(run_dir)
-    if not run.config_path.is_file():
-        raise UserError(f"{run.path}: not a run directory (no config.toml); give the --run-dir of a `pgti train`")
-    cfg = run.load_config(overrides)
-    manager = CheckpointManager(run.checkpoints)
-    if checkpoint == "best":
-        path = manager.best_path if manager.best_path.exists() else manager.latest()
-    elif checkpoint == "latest":
-        path = manager.latest()
-    else:
-        path = Path(checkpoint)
-    if path is None:
-        raise UserError(f"{run.checkpoints}: no checkpoint yet; train first (pgti train ... --run-dir {run.path})")
-    state = load_checkpoint(path)
+    from pgti.dist.world import run_on_root
+
+    def locate():
+        """Rank 0 reads the run's config and checkpoint once; every rank gets them."""
+        run = RunDir(run_dir)
+        if not run.config_path.is_file():
+            raise UserError(f"{run.path}: not a run directory (no config.toml); give the --run-dir of a `pgti train`")
+        cfg = run.load_config(overrides)
+        manager = CheckpointManager(run.checkpoints)
+        if checkpoint == "best":
+            path = manager.best_path if manager.best_path.exists() else manager.latest()
+        elif checkpoint == "latest":
+            path = manager.latest()
+        else:
+            path = Path(checkpoint)
+        if path is None:
+            raise UserError(f"{run.checkpoints}: no checkpoint yet; train first (pgti train ... --run-dir {run.path})")
+        return cfg, path, load_checkpoint(path)
+
+    cfg, path, state = run_on_root(world, locate)
     device = resolve_device(cfg, world)
     pipeline = build_pipeline(cfg, world, device, scaler_state=state["scaler"])
+    check_dataset(state, pipeline.info, path, world)
     model = build_model(cfg, pipeline).to(device)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path, world)
     model.eval()
-    return InferenceSession(run, cfg, pipeline, model, path, state)
+    return InferenceSession(RunDir(run_dir), cfg, pipeline, model, path, state)
