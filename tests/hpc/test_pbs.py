@@ -166,22 +166,35 @@ def test_gpu_affinity_maps_local_ranks(tmp_path):
     assert visible(SLURM_LOCALID="1", PATH="/usr/bin:/bin") == "unset"  # no GPUs: unchanged
 
 
-def test_pbs_qdel_ends_the_chain(fake_pbs, tmp_path):
-    """qdel sends SIGTERM: the ranks checkpoint and stop, and no next link is submitted."""
+@pytest.mark.slow
+def test_pbs_qdel_ends_the_chain(fake_pbs, demo_data, tmp_path):
+    """qdel sends SIGTERM to the job script: two real ranks under Open MPI's mpiexec checkpoint
+    and stop (the script passes it on as USR1: mpiexec itself would kill the ranks on TERM
+    before they checkpoint), and no next link is submitted."""
     import signal
 
-    fake = fake_installation(tmp_path / "fake")
-    env = pbs_env(fake_pbs, tmp_path, "500.fakepbs", "01:00:00", PGTI_HOME=str(fake), PGTI_CONFIG=str(DEMO),
-                  PGTI_PPN="1", FAKE_PGTI_STARTED=str(tmp_path / "started"))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    settings = SETTINGS.replace("train.max_steps=6", "train.max_steps=100000").replace(
+        "log.progress=lines", "log.progress=lines --set log.every_steps=1")
+    env = pbs_env(fake_pbs, workdir, "500.fakepbs", "01:00:00", PGTI_HOME=str(REPO), PGTI_CONFIG=str(DEMO),
+                  PGTI_RUN_DIR="runs/qdel", PGTI_PPN="2", PGTI_ARGS=f"--set data.path={demo_data} {settings}")
     proc = subprocess.Popen(["bash", str(PBS)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             cwd=tmp_path)
+    log_path = workdir / "runs" / "qdel" / "train.log"
     try:
-        wait_for(tmp_path / "started", 60)
+        deadline = time.time() + 120
+        while not (log_path.exists() and re.search(r"epoch 1 step [3-9]", log_path.read_text())):
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
+            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode != 0, out
+    log = log_path.read_text()
+    assert proc.returncode == 75, out + log
     assert "got SIGTERM" in out and "submitting the next link" not in out, out
+    assert "stopping on SIGUSR1" in log and "checkpointed; resubmit with --resume auto" in log, out + log
+    assert list((workdir / "runs" / "qdel" / "checkpoints").glob("step-*.pt")), log
     assert not list(fake_pbs.glob("qsub-*.args")), out
