@@ -19,3 +19,21 @@ def test_help_never_imports_torch(argv):
     done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("NO-TORCH"), f"pgti {' '.join(argv)} --help imported torch"
+
+
+def test_a_closed_pipe_is_no_traceback(tmp_path):
+    """`pgti data info FILE | head`: the reader is gone before pgti prints."""
+    import os
+
+    from pgti.data.synth import SynthSpec, generate
+
+    data = tmp_path / "d.h5"
+    generate(SynthSpec(num_nodes=8, num_steps=300, seed=1), data, progress=False)
+    read, write = os.pipe()
+    os.close(read)  # nobody will ever read: the first write fails with EPIPE
+    try:
+        done = subprocess.run([sys.executable, "-m", "pgti.cli", "data", "info", str(data)], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
 from pgti import __version__
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("pgti: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokenPipeError:  # `pgti data info FILE | head`: the reader left; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would fail again
         return EXIT_FAILURE
 
 

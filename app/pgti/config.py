@@ -57,7 +57,7 @@ class DataConfig:
     load: str = _opt("bcast", "bcast: rank 0 reads, broadcasts to node leaders; leaders: every node "
                      "leader reads its own part", choices=["bcast", "leaders"], resume_safe=True)
     placement: str = _opt("replicated", "replicated: every node holds the whole series; partitioned: "
-                          "only its ranks' time span (needs dist.shuffle=local)",
+                          "only its ranks' time span (needs train.shuffle=local)",
                           choices=["replicated", "partitioned"], resume_safe=True)
     prefetch: bool = _opt(True, "gather the next batch in a background thread (CPU)", resume_safe=True)
 
@@ -240,7 +240,9 @@ def config_from_dict(raw: dict, source: str = "config", from_set: frozenset[str]
         fields = {f.name: f for f in dataclasses.fields(obj)}
         for key, value in values.items():
             if key not in fields:
-                raise UserError(f"{where(f'{section}.{key}')}: unknown key{_suggest(key, fields)}")
+                owner = _section_of(key)
+                hint = f" (it is {owner}.{key}, in [{owner}])" if owner else _suggest(key, fields)
+                raise UserError(f"{where(f'{section}.{key}')}: unknown key{hint}")
             setattr(obj, key, _coerce(where(f"{section}.{key}"), value, types[key], fields[key].metadata))
     validate(cfg, source, from_set)
     return cfg

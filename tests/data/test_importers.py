@@ -147,3 +147,19 @@ def test_missing_source_file(tmp_path, pgti_cli):
     status, _, err = pgti_cli("data", "import", "npz", tmp_path / "none.npz", tmp_path / "d.csv",
                               "--out", tmp_path / "o.h5")
     assert status == 2 and "none.npz" in err and "no such file" in err
+
+
+def test_wrong_kind_of_file_is_one_line_and_out_never_overwrites_an_input(tmp_path, pgti_cli):
+    h5, pkl = _dcrnn_files(tmp_path, IDS)
+    before = h5.read_bytes()
+    status, _, err = pgti_cli("data", "import", "dcrnn", h5, pkl, "--out", h5)  # the README's old example
+    assert status == 2 and "is also an input file" in err, err
+    assert h5.read_bytes() == before
+    csv = tmp_path / "los_speed.csv"
+    pd.DataFrame(VALUES, columns=IDS).to_csv(csv, index=False)
+    status, _, err = pgti_cli("data", "import", "dcrnn", csv, pkl, "--out", tmp_path / "o.h5")  # a CSV as the H5
+    assert status == 2 and "not a readable pandas HDF5 file" in err and "Traceback" not in err, err
+    npy = tmp_path / "adj_mat.npy"
+    np.save(npy, ADJ)
+    status, _, err = pgti_cli("data", "import", "npz", npy, csv, "--out", tmp_path / "o.h5")  # .npy as the .npz
+    assert status == 2 and "not an .npz archive" in err and "Traceback" not in err, err

@@ -114,3 +114,7 @@ def test_key_above_the_first_section_and_non_utf8_file(tmp_path):
     assert _error([], path) == f"{path}: key 'epochs' is outside any [section]; put it under [train]"
     path.write_bytes(b"\xff\xfe garbage")
     assert _error([], path).startswith(f"{path}: not a UTF-8 text file")
+
+
+def test_a_key_in_the_wrong_section_names_its_section():
+    assert _error(["dist.shuffle=local"]) == "--set dist.shuffle: unknown key (it is train.shuffle, in [train])"

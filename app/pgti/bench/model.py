@@ -148,5 +148,5 @@ def run(args) -> int:
 
 def _report(label: str, description: str, measured: dict, human_bytes) -> None:
     times = ", ".join(f"{s:.3f}" for s in measured["seconds"])
-    print(f"{label:<12} {measured['median_s']:.3f} s/batch median [{times}], "
+    print(f"{label:<12} {measured['median_s']:.3f} s/batch (median of {len(measured['seconds'])} timed steps: {times}), "
           f"peak {human_bytes(measured['peak_bytes'])}: {description}")

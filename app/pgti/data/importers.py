@@ -118,7 +118,9 @@ def import_dcrnn(h5, adj_pkl, out, key=None, start=None, interval=None, channels
                 raise file_error(h5, f"key {key!r}", f"not in the file (keys: {', '.join(keys) or 'none'})",
                                  "pass --key with one of those")
             frame = store[key]
-    except (OSError, ValueError) as exc:
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PyTables raises its own kinds for a non-HDF5 file
         raise file_error(h5, "", f"not a readable pandas HDF5 file ({exc.__class__.__name__})",
                          "give DCRNN's metr-la.h5 / pems-bay.h5") from None
     try:
@@ -202,6 +204,8 @@ def import_npz(npz, distance_csv, out, start=None, interval=None, channels=None,
         archive = np.load(npz)
     except Exception as exc:  # noqa: BLE001
         raise file_error(npz, "", f"not a readable .npz ({exc.__class__.__name__})", "give PEMS0X.npz") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise file_error(npz, "", "is a single .npy array, not an .npz archive", "give PEMS0X.npz (key 'data')")
     if "data" not in archive:
         raise file_error(npz, "key 'data'", f"not in the archive (keys: {', '.join(archive.files)})",
                          "give a PEMS03/04/07/08-style npz with data [T, N, C]")
@@ -241,7 +245,10 @@ def import_pgt(node_values, adj_mat, out, start=None, interval=None, channels=No
 
 
 def add_arguments(p) -> None:
-    p.add_argument("source", choices=["dcrnn", "csv", "npz", "pgt"], help="source format (see module docs)")
+    p.add_argument("source", choices=["dcrnn", "csv", "npz", "pgt"],
+                   help="dcrnn: DCRNN's metr-la.h5/pems-bay.h5 + adj_mx.pkl; csv: a time x sensor CSV + an N x N "
+                        "adjacency CSV; npz: PEMS03/04/07/08 .npz + distance CSV; pgt: PyTorch Geometric "
+                        "Temporal's node_values.npy + adj_mat.npy (README: Importing real data)")
     p.add_argument("inputs", nargs=2, metavar="FILE",
                    help="dcrnn: H5 ADJ_PKL | csv: SIGNALS_CSV ADJ_CSV | npz: NPZ DISTANCE_CSV | pgt: NODE_VALUES ADJ_MAT")
     p.add_argument("--out", required=True, help="output pgti dataset (.h5)")
@@ -257,6 +264,11 @@ def run(args) -> int:
     channels = args.channels.split(",") if args.channels else None
     common = dict(start=args.start, interval=args.interval, channels=channels, name=args.name)
     a, b = args.inputs
+    out = Path(args.out)
+    for source in (a, b):
+        if out.exists() and Path(source).exists() and out.resolve() == Path(source).resolve():
+            raise UserError(f"--out {out}: is also an input file, which the import would overwrite; write to "
+                            f"another file, e.g. --out {out.with_name(out.stem + '-pgti.h5')}")
     if args.source == "dcrnn":
         import_dcrnn(a, b, args.out, key=args.key, **common)
     elif args.source == "csv":

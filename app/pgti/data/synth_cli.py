@@ -33,9 +33,12 @@ def run(args) -> int:
             interval_seconds=args.interval_seconds, start=args.start,
             missing=False if args.no_missing else None,
         )
-        spec.start_unix  # validates the date
     except ValueError as exc:
         raise UserError(f"pgti data synth: {exc}") from None
+    try:
+        spec.start_unix  # validates the date
+    except ValueError as exc:
+        raise UserError(f"pgti data synth: --start {spec.start}: {exc}; give a real date, YYYY-MM-DD") from None
     began = time.perf_counter()
     try:
         path = generate(spec, args.out, compression=args.compression, progress=not args.quiet and sys.stderr.isatty())

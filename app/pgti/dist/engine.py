@@ -58,14 +58,19 @@ class Engine:
         pass
 
 
+def check_engine_installed(engine: str) -> None:
+    """UserError if `dist.engine` names an engine this installation lacks (also for --dry-run)."""
+    if engine == "horovod" and importlib.util.find_spec("horovod") is None:
+        raise UserError("dist.engine = 'horovod' but Horovod is not installed; build it with `bash env/setup.sh` "
+                        "(without --no-horovod), or use torch DDP: --set dist.engine=ddp")
+
+
 class HorovodEngine(Engine):
     name = "horovod"
 
     def __init__(self, world, device, fp16_compression: bool = False):
         super().__init__(world, device)
-        if importlib.util.find_spec("horovod") is None:
-            raise UserError("dist.engine = 'horovod' but Horovod is not installed; build it with `bash env/setup.sh` "
-                            "(without --no-horovod), or use torch DDP: --set dist.engine=ddp")
+        check_engine_installed(self.name)
         from mpi4py import MPI  # noqa: F401  (MPI first: Horovod then shares its communicator)
         import horovod.torch as hvd
 

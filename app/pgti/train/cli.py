@@ -43,6 +43,9 @@ def run(args) -> int:
         cfg = run_on_root(world, load_config, args.config, args.set)  # a mistake: one message, not one per rank
         run_dir = default_run_dir(args)
         if args.dry_run:
+            from pgti.dist.engine import check_engine_installed
+
+            run_on_root(world, check_engine_installed, cfg.dist.engine)
             if world.rank == 0:
                 from pgti.train.plan import describe_plan
 

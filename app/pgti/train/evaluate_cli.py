@@ -18,8 +18,10 @@ def positive_int(text: str) -> int:
 
 def add_arguments(p) -> None:
     p.add_argument("run_dir", help="a run directory (runs/<name>)")
-    p.add_argument("--split", default="test", choices=["val", "test", "train"])
-    p.add_argument("--checkpoint", default="best", help="best | latest | PATH")
+    p.add_argument("--split", default="test", choices=["val", "test", "train"],
+                   help="which split to score (default: test)")
+    p.add_argument("--checkpoint", default="best",
+                   help="best (default; the latest when there is no best.pt yet) | latest | PATH")
     p.add_argument("--batch-size", type=positive_int, help="default: the run's eval batch size")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override the run's config (e.g. data.path=... if the data moved)")
