@@ -164,6 +164,44 @@ def test_weights_of_another_model_and_a_new_run_over_old_checkpoints_are_refused
     assert {p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()} == before  # untouched
 
 
+def _rank_pid(run_dir, rank: int) -> int:
+    """The pid of the rank process of `pgti train --run-dir run_dir` with this world rank."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(run_dir) in (entry / "cmdline").read_text():
+                environ = (entry / "environ").read_bytes().split(b"\0")
+                if f"OMPI_COMM_WORLD_RANK={rank}".encode() in environ:
+                    return int(entry.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no rank {rank} process for {run_dir}")
+
+
+@pytest.mark.mpi
+def test_a_signal_to_one_rank_stops_all_three_with_its_name(data, tmp_path):
+    """SIGTERM to rank 2 alone (e.g. a node's OOM watchdog or a site's cleanup): every rank
+    checkpoints at the same step, exits 75, and the log names the signal (it said walltime)."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(command(3, data, run_dir, "train.max_steps=100000", "train.epochs=1000",
+                                    "log.every_steps=1", "log.progress=lines"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        log = run_dir / "train.log"
+        while not (log.exists() and re.search(r"epoch 1 step [2-9]", log.read_text())):
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
+            time.sleep(0.1)
+        os.kill(_rank_pid(run_dir, 2), signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert proc.returncode == 75, out + text
+    assert "stopping on SIGTERM" in text and "stopping on walltime" not in text, text
+    assert list((run_dir / "checkpoints").glob("step-*.pt")), text
+
+
 @pytest.mark.mpi
 def test_resume_with_another_world_size_continues(horovod_w2, data, tmp_path):
     import shutil

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import random
+import signal
 import time
 
 import numpy as np
@@ -212,7 +213,7 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
     seed_everything(t.seed + 1000 * world.rank + 1)  # per-rank randomness (scheduled sampling)
     if state and len(state["rng"]) == world.size:
         set_rng_state(state["rng"][world.rank])
-    elif state:
+    elif state and world.rank == 0:
         log.warning("resuming with %d ranks from a %d-rank checkpoint: the run continues, but not bit-exactly",
                     world.size, len(state["rng"]))
     if world.rank == 0:
@@ -288,7 +289,8 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                 deadline.record_step(time.perf_counter() - step_began)
                 # One allreduce per step: stop requests, walltime, periodic checkpoint, step budget.
                 every = cfg.checkpoint.every_minutes
-                flags = np.array([stop.reason is not None, deadline.expired(),
+                signum = int(getattr(signal, stop.reason)) if stop.reason else 0  # which signal, on any rank
+                flags = np.array([signum, deadline.expired(),
                                   bool(every) and time.time() - last_checkpoint >= every * 60], dtype=np.int32)
                 world.comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MAX)
                 stop_now = bool(flags[0] or flags[1])
@@ -299,7 +301,7 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                     progress.close()
                     if batch_in_epoch >= len(batches):
                         checkpoint()
-                    reason = stop.reason or "walltime"
+                    reason = signal.Signals(int(flags[0])).name if flags[0] else "walltime"
                     if world.rank == 0:
                         log.warning("stopping on %s at global step %d: checkpointed; resubmit with --resume auto "
                                     "(exit status %d)", reason, global_step, EXIT_RESUBMIT)
