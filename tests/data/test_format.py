@@ -131,3 +131,22 @@ def test_non_finite_values(make_dataset):
 def test_bad_input_is_one_line_exit_2_via_cli(make_dataset, pgti_cli, tmp_path):
     status, out, err = pgti_cli("data", "info", tmp_path / "missing.h5")
     assert status == 2 and err.count("\n") == 1 and err.startswith("pgti: error:") and "Traceback" not in err
+
+
+def test_attributes_and_weights_of_the_wrong_type(make_dataset):
+    """(they raised ValueError / TypeError tracebacks from int(), float() and np.isfinite)"""
+    p = make_dataset("v.h5")
+    _edit(p, lambda f: f.attrs.__setitem__("version", "abc"))
+    _expect(p, "attrs/version", "'abc', not a number")
+    q = make_dataset("m.h5")
+    _edit(q, lambda f: f.attrs.__setitem__("missing_value", "abc"))
+    _expect(q, "attrs/missing_value", "'abc', not a number")
+    r = make_dataset("w.h5")
+
+    def strings(f):
+        n = f["graph/edge_weight"].shape[0]
+        del f["graph/edge_weight"]
+        f.create_dataset("graph/edge_weight", data=["x"] * n, dtype=h5py.string_dtype())
+
+    _edit(r, strings)
+    _expect(r, "/graph/edge_weight", "expected float32 weights")

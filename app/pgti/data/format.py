@@ -207,6 +207,18 @@ def _require(f: h5py.File, path: Path, name: str) -> h5py.Dataset:
     return f[name]
 
 
+def _number(value, kind, path: Path, field: str):
+    """`kind(value)` for a numeric attribute, or a file_error naming it."""
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    try:
+        if isinstance(value, str) or (kind is int and float(value) != int(value)):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise file_error(path, field, f"is {value!r}, not a number", _REMAKE) from None
+
+
 def open_dataset(path: str | os.PathLike) -> DatasetInfo:
     """Open and validate a dataset's metadata and graph; the signals stay on disk.
 
@@ -228,7 +240,7 @@ def open_dataset(path: str | os.PathLike) -> DatasetInfo:
         if fmt != FORMAT_NAME:
             raise file_error(path, "attrs/format", f"is {fmt!r}, expected {FORMAT_NAME!r} (not a pgti dataset)",
                              "convert the source with `pgti data import`")
-        version = int(f.attrs.get("version", -1))
+        version = _number(f.attrs.get("version", -1), int, path, "attrs/version")
         if version != FORMAT_VERSION:
             raise file_error(path, "attrs/version", f"is {version}, this pgti reads version {FORMAT_VERSION}",
                              f"re-create the file with this pgti ({_REMAKE})")
@@ -276,6 +288,8 @@ def open_dataset(path: str | os.PathLike) -> DatasetInfo:
         if ei.ndim != 2 or ei.shape[0] != 2 or not np.issubdtype(ei.dtype, np.integer):
             raise file_error(path, "/graph/edge_index", f"has shape {ei.shape} dtype {ei.dtype}, expected int64 [2, E]",
                              _REMAKE)
+        if ew.dtype.kind not in "fiu":
+            raise file_error(path, "/graph/edge_weight", f"has dtype {ew.dtype}, expected float32 weights", _REMAKE)
         if ew.shape != (ei.shape[1],):
             raise file_error(path, "/graph/edge_weight", f"has shape {ew.shape}, expected [{ei.shape[1]}] (one per edge)",
                              _REMAKE)
@@ -289,6 +303,7 @@ def open_dataset(path: str | os.PathLike) -> DatasetInfo:
         lat = f["nodes/lat"][()] if "nodes/lat" in f else None
         lon = f["nodes/lon"][()] if "nodes/lon" in f else None
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        missing_value = _number(attrs.get("missing_value", 0.0), float, path, "attrs/missing_value")
         return DatasetInfo(
             path=path,
             name=str(attrs.get("name", path.stem)),
@@ -296,7 +311,7 @@ def open_dataset(path: str | os.PathLike) -> DatasetInfo:
             num_nodes=N,
             channels=channels,
             interval_seconds=interval,
-            missing_value=float(attrs.get("missing_value", 0.0)),
+            missing_value=missing_value,
             timestamps=timestamps,
             edge_index=ei.astype(np.int64),
             edge_weight=ew.astype(np.float32),
