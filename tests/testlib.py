@@ -26,3 +26,19 @@ def run_mpi(np_: int, args: list[str], timeout: float = 120, **kw) -> subprocess
     """Launch `python ARGS` under a real `mpirun -np N`."""
     return subprocess.run(mpirun_command(np_) + [sys.executable, *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, **kw)
+
+
+def wait_for_log(path: Path, pattern: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until the file at `path` matches the regex `pattern` while `proc` runs; fail with
+    what the process printed if it ends first, or on timeout."""
+    import re
+    import time
+
+    deadline = time.time() + timeout
+    while not (path.exists() and re.search(pattern, path.read_text())):
+        if proc.poll() is not None:
+            raise AssertionError(f"the process ended (status {proc.returncode}) before {path} showed "
+                                 f"{pattern!r}:\n{proc.stdout.read() if proc.stdout else ''}")
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {pattern!r} in {path}")
+        time.sleep(0.1)

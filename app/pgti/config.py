@@ -219,11 +219,16 @@ def _section_of(key: str) -> str | None:
     return owners[0] if len(owners) == 1 else None
 
 
+def _where(key: str, source: str, from_set: frozenset[str]) -> str:
+    """Who to blame for `key`: `--set key` when it (or a key below it) came from --set, else the file."""
+    given = key in from_set or any(k.startswith(key + ".") or key.startswith(k + ".") for k in from_set)
+    return f"--set {key}" if given else f"{source}: {key}"
+
+
 def config_from_dict(raw: dict, source: str = "config", from_set: frozenset[str] = frozenset()) -> Config:
     """`from_set`: the `section.key`s given by `--set` (errors about them name --set, not the file)."""
     def where(key: str) -> str:
-        given = key in from_set or any(k.startswith(key + ".") for k in from_set)
-        return f"--set {key}" if given else f"{source}: {key}"
+        return _where(key, source, from_set)
 
     cfg = Config()
     for section, values in raw.items():
@@ -251,33 +256,34 @@ def config_from_dict(raw: dict, source: str = "config", from_set: frozenset[str]
 def validate(cfg: Config, source: str = "config", from_set: frozenset[str] = frozenset()) -> None:
     """Checks that involve more than one field, and the model's hyper-parameters."""
     d, t = cfg.data, cfg.train
+
+    def where(key: str) -> str:
+        return _where(key, source, from_set)
+
     if len(d.ratios) != 3 or any(r < 0 for r in d.ratios) or abs(sum(d.ratios) - 1.0) > 1e-6:
-        raise UserError(f"{source}: data.ratios: {d.ratios} must be three non-negative fractions summing to 1, "
+        raise UserError(f"{where('data.ratios')}: {d.ratios} must be three non-negative fractions summing to 1, "
                         "e.g. [0.7, 0.1, 0.2]")
-    if d.ratios[0] == 0 or d.ratios[1] == 0:
-        raise UserError(f"{source}: data.ratios: the training and validation fractions must be > 0 (validation "
-                        "picks the best model and stops early); a test fraction of 0 is allowed")
+    if d.ratios[0] == 0:
+        raise UserError(f"{where('data.ratios')}: the training fraction must be > 0")
     if d.placement == "partitioned" and t.shuffle == "global":
-        raise UserError(f"{source}: data.placement = 'partitioned' needs train.shuffle = 'local' or 'none' "
+        raise UserError(f"{where('data.placement')}: 'partitioned' needs train.shuffle = 'local' or 'none' "
                         "(each rank then keeps its own block of windows, so a node holds only its ranks' "
                         "time span); set both or use 'replicated'")
     if sorted(t.milestones) != t.milestones:
-        raise UserError(f"{source}: train.milestones: {t.milestones} must be increasing")
+        raise UserError(f"{where('train.milestones')}: {t.milestones} must be increasing")
     if t.time_limit:
-        parse_duration(t.time_limit, f"{source}: train.time_limit")
-    from pgti.models.registry import get_spec
+        parse_duration(t.time_limit, where("train.time_limit"))
 
-    from pgti.models.registry import check_hyperparameter
+    from pgti.models.registry import check_hyperparameter, get_spec
 
     known = get_spec(cfg.model.name).hyperparameters
     for key, value in cfg.model.params.items():
-        name = f"model.params.{key}"
-        where = f"--set {name}" if name in from_set or "model.params" in from_set else f"{source}: {name}"
+        name = where(f"model.params.{key}")
         if key not in known:
-            raise UserError(f"{where}: unknown key for model '{cfg.model.name}'{_suggest(key, known)}")
+            raise UserError(f"{name}: unknown key for model '{cfg.model.name}'{_suggest(key, known)}")
         problem = check_hyperparameter(key, value, known[key])
         if problem:
-            raise UserError(f"{where}: {problem} (model '{cfg.model.name}'; default {known[key]!r})")
+            raise UserError(f"{name}: {problem} (model '{cfg.model.name}'; default {known[key]!r})")
 
 
 def parse_duration(text: str, where: str = "duration") -> float:

@@ -138,6 +138,8 @@ def test_attributes_and_weights_of_the_wrong_type(make_dataset):
     p = make_dataset("v.h5")
     _edit(p, lambda f: f.attrs.__setitem__("version", "abc"))
     _expect(p, "attrs/version", "'abc', not a number")
+    _edit(p, lambda f: f.attrs.__setitem__("version", float("inf")))
+    _expect(p, "attrs/version", "inf, not a number")
     q = make_dataset("m.h5")
     _edit(q, lambda f: f.attrs.__setitem__("missing_value", "abc"))
     _expect(q, "attrs/missing_value", "'abc', not a number")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hpc_helpers import clean_env, fake_installation, wait_for
-from testlib import REPO
+from testlib import REPO, wait_for_log
 
 PBS = REPO / "jobs" / "pbs" / "train.pbs"
 DEMO = REPO / "jobs" / "configs" / "demo.toml"
@@ -183,10 +183,7 @@ def test_pbs_qdel_ends_the_chain(fake_pbs, demo_data, tmp_path):
                             cwd=tmp_path)
     log_path = workdir / "runs" / "qdel" / "train.log"
     try:
-        deadline = time.time() + 120
-        while not (log_path.exists() and re.search(r"epoch 1 step [3-9]", log_path.read_text())):
-            assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
-            time.sleep(0.1)
+        wait_for_log(log_path, r"epoch 1 step [3-9]/", proc)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=90)
     finally:

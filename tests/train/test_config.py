@@ -118,3 +118,12 @@ def test_key_above_the_first_section_and_non_utf8_file(tmp_path):
 
 def test_a_key_in_the_wrong_section_names_its_section():
     assert _error(["dist.shuffle=local"]) == "--set dist.shuffle: unknown key (it is train.shuffle, in [train])"
+
+
+def test_cross_field_mistakes_from_set_name_set(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("[train]\nlr = 0.1\n")
+    assert _error(["data.ratios=[0.5, 0.6, 0.1]"], path).startswith("--set data.ratios: ")
+    assert _error(["data.placement=partitioned"], path).startswith("--set data.placement: ")
+    path.write_text("[data]\nratios = [0.5, 0.6, 0.1]\n")
+    assert _error([], path).startswith(f"{path}: data.ratios: ")

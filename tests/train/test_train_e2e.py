@@ -180,3 +180,61 @@ def test_unusable_run_and_output_paths_are_one_line(reference_run, tiny_data, tm
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     proc = _pgti("predict", ref_dir, "--out", tmp_path)
     assert proc.returncode == 2 and "is a directory; give a file name" in proc.stderr, proc.stderr
+
+
+def test_runs_never_mix_in_one_directory(reference_run, tiny_data, tmp_path):
+    """A --resume PATH from elsewhere into a directory with checkpoints is refused like a fresh
+    start (keep_last would delete the new run's files), nothing is written there; a fresh start
+    where no checkpoint exists drops an earlier start's metrics rows."""
+    import shutil
+
+    ref_dir, _ = reference_run
+    run_dir = tmp_path / "copy"
+    shutil.copytree(ref_dir, run_dir)
+    log_before = (run_dir / "train.log").read_text()
+    other = tmp_path / "other.pt"
+    shutil.copy(sorted((ref_dir / "checkpoints").glob("step-*.pt"))[0], other)
+    for extra in ([], [f"--resume={other}"]):
+        proc = run_train(tiny_data, run_dir, *extra)
+        assert proc.returncode == 2 and "holds an earlier run's checkpoints" in proc.stderr, proc.stderr[-2000:]
+    assert (run_dir / "train.log").read_text() == log_before  # refused before any logging
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "metrics.jsonl").write_text('{"epoch": 0, "train_loss": 99.0}\n')
+    proc = run_train(tiny_data, stale)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (stale / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1] and rows[0]["train_loss"] != 99.0
+
+
+def test_evaluate_needs_no_training_batch_and_survives_an_edited_pointer(reference_run, tmp_path):
+    import shutil
+
+    ref_dir, _ = reference_run
+    proc = _pgti("evaluate", ref_dir, "--split", "val", "--set", "train.batch_size=100000")
+    assert proc.returncode == 0, proc.stderr  # the training split's batch check is for training only
+    run_dir = tmp_path / "copy"
+    shutil.copytree(ref_dir, run_dir)
+    (run_dir / "checkpoints" / "latest").write_text("garbage\n")
+    proc = _pgti("evaluate", run_dir, "--checkpoint", "latest")
+    newest = sorted((run_dir / "checkpoints").glob("step-*.pt"))[-1].name
+    assert proc.returncode == 0 and f"({newest}," in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_training_needs_a_validation_split(tiny_data, tmp_path):
+    proc = run_train(tiny_data, tmp_path / "run", "data.ratios=[0.8,0.0,0.2]")
+    assert proc.returncode == 2 and "the validation split is empty" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_evaluate_into_a_closed_pipe_is_no_traceback(reference_run):
+    import os
+
+    ref_dir, _ = reference_run
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "pgti.cli", "evaluate", str(ref_dir)], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr

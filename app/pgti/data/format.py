@@ -215,8 +215,9 @@ def _number(value, kind, path: Path, field: str):
         if isinstance(value, str) or (kind is int and float(value) != int(value)):
             raise ValueError
         return kind(value)
-    except (TypeError, ValueError):
-        raise file_error(path, field, f"is {value!r}, not a number", _REMAKE) from None
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(value) if isinstance(value, str) else str(value)  # not np.float64(inf)
+        raise file_error(path, field, f"is {shown}, not a number", _REMAKE) from None
 
 
 def open_dataset(path: str | os.PathLike) -> DatasetInfo:

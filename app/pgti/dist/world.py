@@ -321,6 +321,8 @@ class abort_on_error(contextlib.ContextDecorator):
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             return False
+        if isinstance(exc, BrokenPipeError) and _world_size(self.world) == 1:
+            return False  # `pgti evaluate RUN | head`: the command line ends it quietly (pgti.cli)
         from mpi4py import MPI
 
         comm = self.world.comm if self.world is not None else MPI.COMM_WORLD
@@ -339,6 +341,14 @@ class abort_on_error(contextlib.ContextDecorator):
             raise SystemExit(code) from None
         comm.Abort(code)
         return False  # not reached
+
+
+def _world_size(world) -> int:
+    if world is not None:
+        return world.size
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD.Get_size()
 
 
 def _exit_code(exc: BaseException) -> int:

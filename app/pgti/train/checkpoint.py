@@ -155,6 +155,15 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", required=INFERE
     return state
 
 
+def check_config_hash(path, state: dict, config_hash: str, ignore_config: bool = False) -> None:
+    """UserError unless the checkpoint at `path` was made under this config (or ignored)."""
+    if state.get("config_hash") != config_hash and not ignore_config:
+        raise UserError(
+            f"{path}: made with a different configuration (hash {state.get('config_hash')} vs {config_hash}); "
+            "resume with that run's own config.toml, start a new --run-dir, or pass --resume-ignore-config "
+            "to continue these weights under this config")
+
+
 def find_resumable(manager: CheckpointManager, config_hash: str, ignore_config: bool = False) -> tuple[Path, dict] | None:
     """The newest loadable checkpoint of this config, or None if there is none yet.
 
@@ -172,11 +181,7 @@ def find_resumable(manager: CheckpointManager, config_hash: str, ignore_config: 
         except UserError as exc:
             log.warning("skipping checkpoint %s: %s", path.name, exc)
             continue
-        if state.get("config_hash") != config_hash and not ignore_config:
-            raise UserError(
-                f"{path}: made with a different configuration (hash {state.get('config_hash')} vs {config_hash}); "
-                "resume with the run's own config.toml, start a new --run-dir, or pass --resume-ignore-config"
-            )
+        check_config_hash(path, state, config_hash, ignore_config)
         return path, state
     if candidates:  # there was a run here, and none of its checkpoints loads: never silently start over
         raise UserError(f"{manager.directory}: none of its {len(candidates)} checkpoint(s) loads (see the warnings "

@@ -55,6 +55,7 @@ def run(args) -> int:
         from pgti.train.rundir import RunDir
 
         run_on_root(world, RunDir(run_dir).prepare)
+        run_on_root(world, RunDir(run_dir).check_start, args.resume)  # before anything is written there
         setup_logging(world, log_file=run_dir / "train.log", verbose=cfg.log.verbose)
         threads = configure_threads(world)
         logging.getLogger("pgti.train").info("pgti %s: %d rank(s), %d torch thread(s) per rank", __version__,

@@ -63,12 +63,11 @@ def last_value_forecast(x, spec, scaler, targets, num_channels, horizon):
 
 def run(args) -> int:
     from pgti.dist.world import abort_on_error, init_world
-    from pgti.train.session import load_for_inference, require_split
+    from pgti.train.session import load_for_inference
 
     world = init_world()
     with abort_on_error(world):
-        session = load_for_inference(args.run_dir, args.checkpoint, args.set, world)
-        require_split(session.pipeline, args.split, world)
+        session = load_for_inference(args.run_dir, args.checkpoint, args.set, world, split=args.split)
         cfg = session.cfg
         batch = args.batch_size or cfg.train.eval_batch_size or cfg.train.batch_size
         metrics = evaluate_split(session.pipeline, session.model, args.split, batch, baseline=True)

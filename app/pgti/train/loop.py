@@ -30,7 +30,7 @@ from pgti.config import Config, config_hash, parse_duration, to_dict
 from pgti.dist.engine import make_engine
 from pgti.dist.world import run_on_root
 from pgti.errors import EXIT_OK, EXIT_RESUBMIT, UserError
-from pgti.train.checkpoint import RESUME_KEYS, CheckpointManager, find_resumable, load_checkpoint
+from pgti.train.checkpoint import RESUME_KEYS, CheckpointManager, check_config_hash, find_resumable, load_checkpoint
 from pgti.train.evaluate import evaluate_split
 from pgti.train.metrics import format_table, masked_mae_loss
 from pgti.train.pipeline import build_pipeline
@@ -156,23 +156,14 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
     # ---- resume point: rank 0 finds and reads the checkpoint once and broadcasts it (one
     # file read per job, not one per rank hitting the parallel file system at once)
     def resume_point():
-        if not resume:  # a new run must not mix its files with (and prune away) an earlier run's
-            earlier = manager.step_checkpoints() or ([manager.best_path] if manager.best_path.exists() else [])
-            if earlier:
-                raise UserError(f"{run.path}: already holds an earlier run's checkpoints (newest {earlier[0].name}); "
-                                "continue it with --resume auto, or give a new --run-dir (or delete "
-                                f"{run.checkpoints} to start over there)")
+        if not resume:
             return None, None
         if resume != "auto":
             if not os.path.isfile(resume):
                 raise UserError(f"--resume {resume}: no such checkpoint; use --resume auto or a file in "
                                 f"{run.checkpoints}")
             loaded = load_checkpoint(resume, required=RESUME_KEYS)
-            if loaded.get("config_hash") != chash and not ignore_config:
-                raise UserError(
-                    f"--resume {resume}: made with a different configuration (hash {loaded.get('config_hash')} vs "
-                    f"{chash}); resume with that run's config.toml, or pass --resume-ignore-config to continue "
-                    "these weights under this config")
+            check_config_hash(resume, loaded, chash, ignore_config)
             return resume, loaded
         hit = find_resumable(manager, chash, ignore_config)
         return (str(hit[0]), hit[1]) if hit else (None, None)
@@ -183,9 +174,8 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
         log.info("resuming from %s (epoch %d, step %d in epoch, global step %d)", found, state["epoch"],
                  state["batch_in_epoch"], state["global_step"])
 
-    pipeline = build_pipeline(cfg, world, device, scaler_state=state["scaler"] if state else None)
-    if state:
-        check_dataset(state, pipeline.info, found, world)
+    pipeline = build_pipeline(cfg, world, device, scaler_state=state["scaler"] if state else None,
+                              before_load=(lambda info, _: check_dataset(state, info, found, world)) if state else None)
     seed_everything(t.seed)  # same initial weights on every rank (and rank 0's are broadcast anyway)
     model = build_model(cfg, pipeline).to(device)
     epoch, batch_in_epoch, global_step = 0, 0, 0
@@ -218,7 +208,9 @@ def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_con
                     world.size, len(state["rng"]))
     if world.rank == 0:
         run.create(cfg)
-        if state and not finished(epoch, global_step, stale):
+        if not state:
+            run.truncate_metrics(before_epoch=0)  # rows of an earlier start that never checkpointed
+        elif not finished(epoch, global_step, stale):
             # the epoch in progress is trained again from its checkpoint: its row (a partial one,
             # from a stop at max_steps) is rewritten when it ends; a finished run keeps its rows
             run.truncate_metrics(before_epoch=epoch)

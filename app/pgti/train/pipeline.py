@@ -97,14 +97,20 @@ class Pipeline:
 WINDOW_KEYS = "data.input_steps, data.output_steps, data.stride, data.ratios, data.split"
 
 
-def checked_splits(cfg: Config, info: DatasetInfo, world_size: int) -> dict[str, np.ndarray]:
-    """The split's window starts, and a check that training gives every rank a batch; the
-    errors name the dataset and the config keys to change."""
+def checked_splits(cfg: Config, info: DatasetInfo, world_size: int, for_training: bool = True) -> dict[str, np.ndarray]:
+    """The split's window starts and, for training, checks that there is a validation split
+    and that the training split gives every rank a batch; the errors name the dataset and the
+    config keys to change."""
     d, t = cfg.data, cfg.train
     try:
         splits = make_splits(info.num_steps, d.input_steps, d.output_steps, d.stride, tuple(d.ratios), d.split)
     except (ValueError, UserError) as exc:
         raise UserError(f"{info.path}: {exc} (config: {WINDOW_KEYS})") from None
+    if not for_training:
+        return splits
+    if len(splits["val"]) == 0:
+        raise UserError(f"{info.path}: the validation split is empty (data.ratios = {d.ratios}): training needs "
+                        "one (it picks the best model and stops early); give it a fraction > 0")
     try:
         partition.rank_window_starts(splits["train"], 0, world_size, t.batch_size, seed=t.seed, epoch=0,
                                      shuffle=t.shuffle, drop_last=t.drop_last)
@@ -114,11 +120,17 @@ def checked_splits(cfg: Config, info: DatasetInfo, world_size: int) -> dict[str,
     return splits
 
 
-def build_pipeline(cfg: Config, world, device: torch.device, scaler_state: dict | None = None) -> Pipeline:
+def build_pipeline(cfg: Config, world, device: torch.device, scaler_state: dict | None = None, *,
+                   for_training: bool = True, before_load=None) -> Pipeline:
+    """`before_load(info, splits)`: checks to run (on every rank) before the signals are read,
+    e.g. that a checkpoint fits this dataset; minutes of loading at PeMS scale are not spent on
+    a run that is refused anyway."""
     d = cfg.data
     info = open_dataset_once(world, d.path)
     spec = window_spec(cfg, info)
-    splits = run_on_root(world, checked_splits, cfg, info, world.size)  # a mistake: one message
+    splits = run_on_root(world, checked_splits, cfg, info, world.size, for_training)  # a mistake: one message
+    if before_load is not None:
+        before_load(info, splits)
 
     if d.placement == "replicated":  # one array of the whole series per node, shared by all splits
         whole = load_signals(world, info, 0, info.num_steps, mode=d.load, dtype=d.storage_dtype)

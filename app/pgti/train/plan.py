@@ -14,8 +14,6 @@ import torch
 from pgti.config import Config
 from pgti.data.format import open_dataset
 from pgti.data.info import human_bytes
-from pgti.data.windows import make_splits
-from pgti.errors import UserError
 
 RUNTIME_BYTES = 350 << 20  # python + torch + MPI per process, measured on this machine's CPU build
 STORAGE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -39,20 +37,14 @@ def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
 
 
 def describe_plan(cfg: Config, world_size: int = 1, num_nodes: int = 1) -> str:
-    from pgti.train.pipeline import window_spec
+    from pgti.train.pipeline import checked_splits, window_spec
 
     d, t = cfg.data, cfg.train
     info = open_dataset(d.path)
     spec = window_spec(cfg, info)
-    try:
-        splits = make_splits(info.num_steps, d.input_steps, d.output_steps, d.stride, tuple(d.ratios), d.split)
-    except ValueError as exc:
-        raise UserError(f"{info.path}: {exc}") from None
+    splits = checked_splits(cfg, info, world_size)  # the same checks and messages as the run
     per_rank = len(splits["train"]) // world_size
     steps = per_rank // t.batch_size if t.drop_last else math.ceil(per_rank / t.batch_size)
-    if steps == 0:
-        raise UserError(f"{info.path}: {per_rank} training windows per rank give no batch of {t.batch_size}; "
-                        "lower train.batch_size or use fewer ranks")
 
     from pgti.models.registry import build_model
 

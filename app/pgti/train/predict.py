@@ -23,7 +23,7 @@ from pgti.errors import UserError
 @torch.no_grad()
 def run(args) -> int:
     from pgti.dist.world import abort_on_error, init_world
-    from pgti.train.session import load_for_inference, require_split
+    from pgti.train.session import load_for_inference
 
     world = init_world()
     with abort_on_error(world):
@@ -38,8 +38,7 @@ def run(args) -> int:
             raise UserError(f"--out {out}: cannot create {out.parent} ({exc.strerror}); choose a writable path") from None
         if not os.access(out.parent, os.W_OK):
             raise UserError(f"--out {out}: {out.parent} is not writable; choose a writable path")
-        session = load_for_inference(args.run_dir, args.checkpoint, args.set, world)
-        require_split(session.pipeline, args.split, world)
+        session = load_for_inference(args.run_dir, args.checkpoint, args.set, world, split=args.split)
         pipeline, cfg = session.pipeline, session.cfg
         info, spec, scaler = pipeline.info, pipeline.spec, pipeline.scaler
         targets = spec.targets(info.num_channels)

@@ -65,6 +65,23 @@ class RunDir:
             if f.exists() and not f.is_file():
                 raise UserError(f"--run-dir {self.path}: {f} is not a file; move it away or choose another --run-dir")
 
+    def check_start(self, resume: str | None) -> None:
+        """A run must not mix its files with an earlier run's: `keep_last` pruning keeps the
+        highest step numbers, so the new run's own checkpoints would be deleted as soon as
+        written and `latest` left dangling. Refuses a fresh start (no --resume) and a --resume
+        PATH from elsewhere in a directory that holds step checkpoints or a best.pt."""
+        from pgti.train.checkpoint import CheckpointManager
+
+        manager = CheckpointManager(self.checkpoints)
+        earlier = manager.step_checkpoints() or ([manager.best_path] if manager.best_path.exists() else [])
+        if not earlier or resume == "auto":
+            return
+        if resume is not None and Path(resume).resolve().parent == self.checkpoints.resolve():
+            return  # one of this run's own checkpoints
+        what = "--resume auto to continue it" + ("" if resume is None else f" (not --resume {resume})")
+        raise UserError(f"--run-dir {self.path}: holds an earlier run's checkpoints (newest {earlier[0].name}); use "
+                        f"{what}, or give a new --run-dir, or move that directory away to start over there")
+
     def create(self, cfg: Config) -> None:
         self.prepare()
         atomic_write_bytes(self.config_path, lambda fh: fh.write(to_toml(cfg).encode()))

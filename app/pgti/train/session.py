@@ -63,15 +63,15 @@ def load_weights(model: torch.nn.Module, weights: dict, path, world) -> None:
     raise_if_any_failed(world, error)
 
 
-def require_split(pipeline, split: str, world) -> None:
+def require_split(splits: dict, split: str, ratios, world) -> None:
     """One line on every rank if `split` has no windows (its fraction in data.ratios is 0).
     Collective."""
     from pgti.dist.world import raise_if_any_failed
 
     error = None
-    if len(pipeline.splits[split]) == 0:
-        error = UserError(f"the {split} split is empty (data.ratios = {pipeline.cfg.data.ratios}); choose another "
-                          "--split, or train a run whose ratios give it windows")
+    if len(splits[split]) == 0:
+        error = UserError(f"the {split} split is empty (data.ratios = {ratios}); choose another --split, or train "
+                          "a run whose ratios give it windows")
     raise_if_any_failed(world, error)
 
 
@@ -93,10 +93,11 @@ class InferenceSession:
     state: dict
 
 
-def load_for_inference(run_dir, checkpoint: str, overrides: list[str], world) -> InferenceSession:
-    from pgti.train.pipeline import build_pipeline
-
+def load_for_inference(run_dir, checkpoint: str, overrides: list[str], world, split: str | None = None) -> InferenceSession:
+    """The run's model on its dataset, from `checkpoint` (best | latest | PATH). `split`: the
+    split about to be used, checked to have windows before any data is read."""
     from pgti.dist.world import run_on_root
+    from pgti.train.pipeline import build_pipeline
 
     def locate():
         """Rank 0 reads the run's config and checkpoint once; every rank gets them."""
@@ -105,10 +106,11 @@ def load_for_inference(run_dir, checkpoint: str, overrides: list[str], world) ->
             raise UserError(f"{run.path}: not a run directory (no config.toml); give the --run-dir of a `pgti train`")
         cfg = run.load_config(overrides)
         manager = CheckpointManager(run.checkpoints)
+        newest = manager.latest() or next(iter(manager.step_checkpoints()), None)  # an edited pointer: the newest file
         if checkpoint == "best":
-            path = manager.best_path if manager.best_path.exists() else manager.latest()
+            path = manager.best_path if manager.best_path.exists() else newest
         elif checkpoint == "latest":
-            path = manager.latest()
+            path = newest
         else:
             path = Path(checkpoint)
         if path is None:
@@ -117,8 +119,13 @@ def load_for_inference(run_dir, checkpoint: str, overrides: list[str], world) ->
 
     cfg, path, state = run_on_root(world, locate)
     device = resolve_device(cfg, world)
-    pipeline = build_pipeline(cfg, world, device, scaler_state=state["scaler"])
-    check_dataset(state, pipeline.info, path, world)
+    def before_load(info, splits):
+        check_dataset(state, info, path, world)
+        if split is not None:
+            require_split(splits, split, cfg.data.ratios, world)
+
+    pipeline = build_pipeline(cfg, world, device, scaler_state=state["scaler"], for_training=False,
+                              before_load=before_load)
     model = build_model(cfg, pipeline).to(device)
     load_weights(model, state["model"], path, world)
     model.eval()
