@@ -22,10 +22,10 @@ def train_cmd(data: Path, run_dir: Path, *extra: str) -> list[str]:
     return cmd
 
 
-# One torch thread. With two threads on this 2-core machine, 45 of 46 kill-and-resume and
-# repeat runs were bitwise identical and one was not (cause not found yet: the GEMMs of the
-# weight gradients split their reduction across threads, so any run-to-run change in the
-# thread count MKL uses would do it); bit-exactness is promised for a fixed single thread.
+# One torch thread: bit-exactness is promised for a fixed single thread. With two intra-op
+# threads about 1 run in 30 differs in the last bits (see README, "Checkpoint-restart": two
+# threads are deterministic alone, not while another thread of the process, the prefetch
+# thread, runs torch work; the kernel responsible is not found yet).
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
