@@ -42,3 +42,16 @@ def wait_for_log(path: Path, pattern: str, proc: subprocess.Popen, timeout: floa
         if time.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {pattern!r} in {path}")
         time.sleep(0.1)
+
+
+def signal_after_log(proc: subprocess.Popen, path: Path, pattern: str, send, timeout: float = 120) -> str:
+    """Once the log at `path` matches `pattern`, call `send()` (deliver a signal), wait for
+    `proc` to end and return its output; `proc` is killed if anything fails on the way."""
+    try:
+        wait_for_log(path, pattern, proc)
+        send()
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from testlib import mpirun_command, wait_for_log
+from testlib import mpirun_command, signal_after_log
 
 RUN = ["model.name=dcrnn-pgt", "train.batch_size=16", "train.epochs=2", "train.max_steps=24",
        "train.shuffle=local", "log.every_steps=4", "log.plots=false", "data.prefetch=false"]
@@ -186,13 +186,8 @@ def test_a_signal_to_one_rank_stops_all_three_with_its_name(data, tmp_path):
                                     "log.every_steps=1", "log.progress=lines"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = run_dir / "train.log"
-    try:
-        wait_for_log(log, r"epoch 1 step [2-9]/", proc)  # an epoch has 11 steps here
-        os.kill(_rank_pid(run_dir, 2), signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out = signal_after_log(proc, log, r"epoch 1 step [2-9]/",  # an epoch has 11 steps here
+                           lambda: os.kill(_rank_pid(run_dir, 2), signal.SIGTERM))
     text = log.read_text()
     assert proc.returncode == 75, out + text
     assert "stopping on SIGTERM" in text and "stopping on walltime" not in text, text

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hpc_helpers import clean_env, fake_installation, wait_for
-from testlib import REPO, wait_for_log
+from testlib import REPO, signal_after_log
 
 PBS = REPO / "jobs" / "pbs" / "train.pbs"
 DEMO = REPO / "jobs" / "configs" / "demo.toml"
@@ -182,13 +182,7 @@ def test_pbs_qdel_ends_the_chain(fake_pbs, demo_data, tmp_path):
     proc = subprocess.Popen(["bash", str(PBS)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             cwd=tmp_path)
     log_path = workdir / "runs" / "qdel" / "train.log"
-    try:
-        wait_for_log(log_path, r"epoch 1 step [3-9]/", proc)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out = signal_after_log(proc, log_path, r"epoch 1 step [3-9]/", lambda: proc.send_signal(signal.SIGTERM), timeout=90)
     log = log_path.read_text()
     assert proc.returncode == 75, out + log
     assert "got SIGTERM" in out and "submitting the next link" not in out, out
