@@ -46,9 +46,9 @@ def _worker(method: str, data: str, batch_size: int) -> None:
 
     from pgti.data.format import read_signals
     from pgti.data.windows import IndexBatcher, WindowSpec, make_splits
-    from pgti.dist import partition
-    from pgti.dist.load import load_signals, node_time_span, open_dataset_once
-    from pgti.dist.world import abort_on_error, init_world
+    from pgti.distributed import partition
+    from pgti.distributed.load import load_signals, node_time_span, open_dataset_once
+    from pgti.distributed.world import abort_on_error, init_world
 
     world = init_world(ranks_per_node=1 if method == "node-shared-partitioned" else None)
     with abort_on_error(world):

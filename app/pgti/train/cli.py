@@ -33,7 +33,7 @@ def default_run_dir(args) -> Path:
 
 def run(args) -> int:
     from pgti.config import load_config
-    from pgti.dist.world import abort_on_error, configure_threads, init_world, run_on_root, setup_logging
+    from pgti.distributed.world import abort_on_error, configure_threads, init_world, run_on_root, setup_logging
 
     from pgti.train.signals import StopRequest
 
@@ -43,7 +43,7 @@ def run(args) -> int:
         cfg = run_on_root(world, load_config, args.config, args.set)  # a mistake: one message, not one per rank
         run_dir = default_run_dir(args)
         if args.dry_run:
-            from pgti.dist.engine import check_engine_installed
+            from pgti.distributed.engine import check_engine_installed
 
             run_on_root(world, check_engine_installed, cfg.dist.engine)
             if world.rank == 0:

@@ -62,7 +62,7 @@ def last_value_forecast(x, spec, scaler, targets, num_channels, horizon):
 
 
 def run(args) -> int:
-    from pgti.dist.world import abort_on_error, init_world
+    from pgti.distributed.world import abort_on_error, init_world
     from pgti.train.session import load_for_inference
 
     world = init_world()

@@ -27,8 +27,8 @@ import torch
 
 from pgti import __version__
 from pgti.config import Config, config_hash, parse_duration, to_dict
-from pgti.dist.engine import make_engine
-from pgti.dist.world import run_on_root
+from pgti.distributed.engine import make_engine
+from pgti.distributed.world import run_on_root
 from pgti.errors import EXIT_OK, EXIT_RESUBMIT, UserError
 from pgti.train.checkpoint import RESUME_KEYS, CheckpointManager, check_config_hash, find_resumable, load_checkpoint
 from pgti.train.evaluate import evaluate_split
@@ -95,7 +95,7 @@ class Progress:
     def __init__(self, cfg: Config, world, total: int, initial: int, epoch: int, batch_size: int):
         mode = cfg.log.progress if world.rank == 0 else "none"
         if mode == "auto":
-            from pgti.dist.world import stdout_is_terminal
+            from pgti.distributed.world import stdout_is_terminal
 
             mode = "bar" if stdout_is_terminal() else "lines"
         self.mode = mode

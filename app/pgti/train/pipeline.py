@@ -3,7 +3,7 @@
 `build_pipeline(cfg, world)`:
 1. rank 0 opens and validates the dataset; its metadata is broadcast (other ranks never
    touch the file in the default "bcast" mode);
-2. the raw signals go into one node-shared array per node (`pgti.dist.load`): the whole
+2. the raw signals go into one node-shared array per node (`pgti.distributed.load`): the whole
    series ("replicated") or only this node's ranks' time span ("partitioned");
 3. the chronological split of window starts and the train-only scaler (fit once on rank 0,
    broadcast: every rank normalizes identically);
@@ -21,9 +21,9 @@ from pgti.config import Config
 from pgti.data.format import DatasetInfo
 from pgti.data.scaler import Scaler
 from pgti.data.windows import IndexBatcher, WindowSpec, make_splits
-from pgti.dist import partition
-from pgti.dist.load import load_signals, node_time_span, open_dataset_once
-from pgti.dist.world import run_on_root
+from pgti.distributed import partition
+from pgti.distributed.load import load_signals, node_time_span, open_dataset_once
+from pgti.distributed.world import run_on_root
 from pgti.errors import UserError
 
 
@@ -68,7 +68,7 @@ class Pipeline:
         return len(self.spec.targets(self.info.num_channels))
 
     def train_starts(self, epoch: int) -> np.ndarray:
-        """This rank's training window starts for `epoch`, in batch order (see dist.partition)."""
+        """This rank's training window starts for `epoch`, in batch order (see distributed.partition)."""
         t = self.cfg.train
         return partition.rank_window_starts(
             self.splits["train"], self.world.rank, self.world.size, t.batch_size, seed=t.seed, epoch=epoch,

@@ -22,7 +22,7 @@ from pgti.errors import UserError
 
 @torch.no_grad()
 def run(args) -> int:
-    from pgti.dist.world import abort_on_error, init_world
+    from pgti.distributed.world import abort_on_error, init_world
     from pgti.train.session import load_for_inference
 
     world = init_world()

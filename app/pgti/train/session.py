@@ -35,7 +35,7 @@ def check_dataset(state: dict, info, path, world) -> None:
     """End every rank with one line if the checkpoint at `path` was trained on other sensors or
     channels than `info` (checkpoints from before this record existed are not checked).
     Collective: every rank calls it."""
-    from pgti.dist.world import raise_if_any_failed
+    from pgti.distributed.world import raise_if_any_failed
 
     made_on, here, error = state.get("dataset"), dataset_identity(info), None
     for key, what in (("num_nodes", "sensors"), ("node_ids_sha256", "sensor ids"), ("channels", "channels")):
@@ -50,7 +50,7 @@ def check_dataset(state: dict, info, path, world) -> None:
 def load_weights(model: torch.nn.Module, weights: dict, path, world) -> None:
     """`model.load_state_dict(weights)`; weights of another model or graph size end every rank
     with one line naming the checkpoint and the first mismatch (not a traceback per rank)."""
-    from pgti.dist.world import raise_if_any_failed
+    from pgti.distributed.world import raise_if_any_failed
 
     error = None
     try:
@@ -66,7 +66,7 @@ def load_weights(model: torch.nn.Module, weights: dict, path, world) -> None:
 def require_split(splits: dict, split: str, ratios, world) -> None:
     """One line on every rank if `split` has no windows (its fraction in data.ratios is 0).
     Collective."""
-    from pgti.dist.world import raise_if_any_failed
+    from pgti.distributed.world import raise_if_any_failed
 
     error = None
     if len(splits[split]) == 0:
@@ -76,7 +76,7 @@ def require_split(splits: dict, split: str, ratios, world) -> None:
 
 
 def resolve_device(cfg: Config, world) -> torch.device:
-    from pgti.dist.world import device_for
+    from pgti.distributed.world import device_for
 
     if cfg.train.device == "cuda" and not torch.cuda.is_available():
         raise UserError("train.device = 'cuda' but CUDA is not available here; use --set train.device=auto")
@@ -96,7 +96,7 @@ class InferenceSession:
 def load_for_inference(run_dir, checkpoint: str, overrides: list[str], world, split: str | None = None) -> InferenceSession:
     """The run's model on its dataset, from `checkpoint` (best | latest | PATH). `split`: the
     split about to be used, checked to have windows before any data is read."""
-    from pgti.dist.world import run_on_root
+    from pgti.distributed.world import run_on_root
     from pgti.train.pipeline import build_pipeline
 
     def locate():

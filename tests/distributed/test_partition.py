@@ -1,8 +1,8 @@
-"""pgti.dist.partition: pure functions, no MPI."""
+"""pgti.distributed.partition: pure functions, no MPI."""
 import numpy as np
 import pytest
 
-from pgti.dist.partition import (SHUFFLE_MODES, batches_per_rank, block_bounds, eval_shard,
+from pgti.distributed.partition import (SHUFFLE_MODES, batches_per_rank, block_bounds, eval_shard,
                                  rank_window_starts)
 from pgti.errors import UserError
 

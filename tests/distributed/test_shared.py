@@ -1,4 +1,4 @@
-"""pgti.dist.shared: one copy per node, measured; read-only, aligned, torch views."""
+"""pgti.distributed.shared: one copy per node, measured; read-only, aligned, torch views."""
 import hashlib
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from testlib import run_mpi
-from dist_helpers import HERE, mpi_env
+from distributed_helpers import HERE, mpi_env
 
 MIB = 1 << 20
 

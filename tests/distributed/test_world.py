@@ -1,4 +1,4 @@
-"""pgti.dist.world: communicators, logging, small collectives, fail-fast, singleton runs."""
+"""pgti.distributed.world: communicators, logging, small collectives, fail-fast, singleton runs."""
 import json
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import time
 import pytest
 
 from testlib import run_mpi
-from dist_helpers import HERE, LOAD_CONFIGS, load_run, mpi_env, write_small_dataset
+from distributed_helpers import HERE, LOAD_CONFIGS, load_run, mpi_env, write_small_dataset
 
 
 @pytest.mark.mpi
@@ -82,7 +82,7 @@ def test_single_process_without_launcher(tmp_path):
     assert "Traceback" not in failed.stderr
 
 
-TERMINAL_PROBE = "from pgti.dist.world import stdout_is_terminal; print('terminal', stdout_is_terminal())"
+TERMINAL_PROBE = "from pgti.distributed.world import stdout_is_terminal; print('terminal', stdout_is_terminal())"
 
 
 @pytest.mark.mpi

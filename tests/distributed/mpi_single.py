@@ -6,8 +6,8 @@ import hashlib
 import json
 import sys
 
-from pgti.dist.load import load_signals
-from pgti.dist.world import abort_on_error, init_world
+from pgti.distributed.load import load_signals
+from pgti.distributed.world import abort_on_error, init_world
 from pgti.errors import UserError
 
 

@@ -27,7 +27,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from pgti.dist.world import World
+    from pgti.distributed.world import World
 
 ALIGNMENT = 64  # bytes: a cache line, and enough for any SIMD load of the gathers
 _BFLOAT16 = "bfloat16"  # numpy has none: stored as its uint16 bit pattern, viewed by torch

@@ -38,12 +38,12 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from pgti.data.format import DatasetInfo, open_dataset, read_signals
-from pgti.dist.shared import SharedArray
-from pgti.dist.world import raise_if_any_failed, run_on_root
+from pgti.distributed.shared import SharedArray
+from pgti.distributed.world import raise_if_any_failed, run_on_root
 from pgti.errors import UserError
 
 if TYPE_CHECKING:
-    from pgti.dist.world import World
+    from pgti.distributed.world import World
 
 LOAD_MODES = ("bcast", "leaders")
 STORAGE_DTYPES = ("float32", "float16", "bfloat16")
@@ -65,7 +65,7 @@ def node_time_span(world: "World", starts_per_rank, input_steps: int, output_ste
 
     starts_per_rank  this rank's window starts, int64 [S_r] (steps), or a sequence of every
                      rank's starts (index = world rank; e.g. from the pure functions of
-                     `pgti.dist.partition`, which any rank can compute for all ranks).
+                     `pgti.distributed.partition`, which any rank can compute for all ranks).
     Pass every start the rank will ever use (training share of all epochs, eval shards).
     """
     window = int(input_steps) + int(output_steps)

@@ -1,13 +1,13 @@
-"""pgti.dist.load: modes, storage dtypes, per-node spans; the block arithmetic."""
+"""pgti.distributed.load: modes, storage dtypes, per-node spans; the block arithmetic."""
 import hashlib
 
 import numpy as np
 import pytest
 
-from dist_helpers import LOAD_CONFIGS, load_run
+from distributed_helpers import LOAD_CONFIGS, load_run
 from pgti.data.format import read_signals
-from pgti.dist.load import _blocks, _merge, float32_to_bfloat16_bits
-from pgti.dist.partition import rank_window_starts
+from pgti.distributed.load import _blocks, _merge, float32_to_bfloat16_bits
+from pgti.distributed.partition import rank_window_starts
 
 TIN, TOUT, BATCH = 12, 12, 8  # as in mpi_load.py
 NODE_SPANS = [(10, 137), (300, 451), (160, 290)]

@@ -1,4 +1,4 @@
-"""Helpers of the tests/dist suites: small datasets and MPI launches run once per session."""
+"""Helpers of the tests/distributed suites: small datasets and MPI launches run once per session."""
 from __future__ import annotations
 
 import json
@@ -43,7 +43,7 @@ def mpi_env(ranks_per_node: int | None) -> dict:
 
 
 def load_run(base: Path, ranks: int, ranks_per_node: int | None) -> dict:
-    """Run tests/dist/mpi_load.py once per configuration per session; returns
+    """Run tests/distributed/mpi_load.py once per configuration per session; returns
     {"rows": [per-rank results], "stdout", "stderr", "log", "dataset", "seconds"}."""
     key = (ranks, ranks_per_node)
     if key not in _LOAD_RESULTS:

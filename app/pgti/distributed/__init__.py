@@ -1,4 +1,4 @@
-"""pgti.dist: running on many ranks and nodes with MPI (mpi4py).
+"""pgti.distributed: running on many ranks and nodes with MPI (mpi4py).
 
   world      `init_world()`: world / node / node-leaders communicators, rank-prefixed logging,
              `device_for`, `abort_on_error` (fail fast: one message, no hung ranks),
