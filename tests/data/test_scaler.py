@@ -10,7 +10,7 @@ import torch
 from helpers_windows import dcrnn_split, dcrnn_windows, random_config, random_series
 
 from pgti.data.scaler import Scaler
-from pgti.data.windows import make_splits
+from pgti.data.splits import make_splits
 
 
 def _training_inputs(signals, input_steps, output_steps, ratios=(0.7, 0.1, 0.2)):

@@ -31,6 +31,13 @@ def epoch_order(num_windows: int, seed: int, epoch: int, shuffle: bool = True) -
     return torch.randperm(num_windows, generator=generator)
 
 
+def _resolve_device(device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        device = torch.device("cuda", torch.cuda.current_device())  # compare equal to tensors' devices
+    return device
+
+
 class IndexBatcher:
     """Iterates one split's windows in batches gathered from the one raw array.
 
@@ -65,27 +72,44 @@ class IndexBatcher:
                  scaler=None, *, shuffle: bool = False, seed: int = 0, drop_last: bool = False, device="cpu",
                  gather_on: str = "device", storage_dtype=None, pin_memory: bool = False, prefetch: bool = False,
                  reuse_buffers: bool = False):
-        if batch_size < 1:
-            raise UserError(f"batch_size {batch_size} must be >= 1")
         if gather_on not in ("device", "host"):
             raise ValueError(f"gather_on must be 'device' or 'host', got {gather_on!r}")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and self.device.index is None and torch.cuda.is_available():
-            self.device = torch.device("cuda", torch.cuda.current_device())  # compare equal to tensors' devices
-        gather_device = self.device if gather_on == "device" else torch.device("cpu")
+        device = _resolve_device(device)
+        gather = WindowGather(signals, timestamps, spec, scaler, storage_dtype=storage_dtype,
+                              device=device if gather_on == "device" else torch.device("cpu"))
+        self._setup(gather, window_starts, batch_size, device, shuffle=shuffle, seed=seed, drop_last=drop_last,
+                    pin_memory=pin_memory, prefetch=prefetch, reuse_buffers=reuse_buffers)
+
+    @classmethod
+    def over(cls, gather: WindowGather, window_starts, batch_size: int, *, device=None, shuffle: bool = False,
+             seed: int = 0, drop_last: bool = False, pin_memory: bool = False, prefetch: bool = False,
+             reuse_buffers: bool = False) -> "IndexBatcher":
+        """A batcher over an existing gather (and so its raw array: on a GPU, the one device
+        copy that a run's training, validation, test and predict batchers share). `device`:
+        where batches go (default: the gather's device)."""
+        self = cls.__new__(cls)
+        self._setup(gather, window_starts, batch_size, _resolve_device(device or gather.device), shuffle=shuffle,
+                    seed=seed, drop_last=drop_last, pin_memory=pin_memory, prefetch=prefetch,
+                    reuse_buffers=reuse_buffers)
+        return self
+
+    def _setup(self, gather: WindowGather, window_starts, batch_size: int, device: torch.device, *, shuffle: bool,
+               seed: int, drop_last: bool, pin_memory: bool, prefetch: bool, reuse_buffers: bool) -> None:
+        if batch_size < 1:
+            raise UserError(f"batch_size {batch_size} must be >= 1")
         if pin_memory and not torch.cuda.is_available():
             raise UserError("pin_memory needs CUDA (page-locked memory only helps copies to a GPU); turn it off")
-        self.gather = WindowGather(signals, timestamps, spec, scaler, storage_dtype=storage_dtype,
-                                   device=gather_device)
+        self.gather, self.device = gather, device
+        on_host = gather.device.type == "cpu"
         self.batch_size = int(batch_size)
         self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
-        self.pin_memory = pin_memory and gather_device.type == "cpu"
-        self.prefetch = prefetch and gather_device.type == "cpu"
-        self.reuse_buffers = (reuse_buffers or self.pin_memory) and gather_device.type == "cpu"
+        self.pin_memory = pin_memory and on_host
+        self.prefetch = prefetch and on_host
+        self.reuse_buffers = (reuse_buffers or self.pin_memory) and on_host
         self.epoch, self.start_batch = 0, 0
         self.set_window_starts(window_starts)
         self._ring: list[tuple[torch.Tensor, torch.Tensor, object]] = []
-        self._ring_size = 3 if (self.prefetch or self.device != gather_device) else 1
+        self._ring_size = 3 if (self.prefetch or self.device != gather.device) else 1
 
     # ------------------------------------------------------------------ epoch control
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pgti.data.windows import step_multiplicity
+from pgti.data.splits import step_multiplicity
 
 SCALER_MODES = ("dcrnn", "range")
 _STATE_VERSION = 1

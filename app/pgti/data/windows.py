@@ -1,4 +1,4 @@
-"""Index-batching: window starts, chronological splits, and vectorized batch gathers.
+"""Index-batching: what a window holds (`WindowSpec`) and vectorized batch gathers (`WindowGather`).
 
 A forecasting sample is a window of the raw series `S [T, N, C]` (time steps, sensors,
 channels) starting at step `s`:
@@ -11,22 +11,8 @@ raw array is kept once (on the host, in MPI shared memory, or on the GPU) togeth
 array of window starts. A batch of B windows is gathered with one `index_select` for x and
 one for y over a zero-copy window view (row s of the view is the contiguous block S[s:s+Tin]),
 so there is no Python loop over samples; the batch is then converted to float32, normalized
-and given calendar features. The shared raw array is only ever read. `IndexBatcher`
-(pgti.data.batcher, also importable from here) iterates a split's windows in such batches.
-
-Conventions (as DCRNN's `generate_training_data.py`, x_offsets = -11..0, y_offsets = 1..12):
-window i of the series uses steps [i, i+Tin) as x and [i+Tin, i+Tin+Tout) as y, so there are
-S = T - (Tin + Tout) + 1 windows (every `stride`-th of them when stride > 1).
-
-Splits (`make_splits`) are chronological by window start:
-- "dcrnn": exactly DCRNN's counts, num_test = round(r_test * S), num_train = round(r_train * S)
-  with Python's `round` (round half to even), num_val = the rest; train first, then val, then
-  the last num_test windows. The train windows' targets overlap the first val windows' inputs
-  (and val/test likewise): that is what the literature's numbers are computed on.
-- "strict": the same boundaries, minus the val and test windows that would touch a time step
-  used by an earlier split (the first ceil((Tin+Tout)/stride) - 1 of each), so no step is seen by
-  two splits: no target of one split is an input of another (no leakage). Train is identical
-  to "dcrnn"'s, so the scaler is too.
+and given calendar features. The shared raw array is only ever read. Window starts and
+splits: pgti.data.splits; iterating a split's windows in batches: pgti.data.batcher.
 
 Calendar features are computed from the int64 unix-second timestamps (read as UTC plus an
 optional `utc_offset_seconds`; importers store local wall-clock times as if UTC):
@@ -39,115 +25,20 @@ Targets carry no calendar channels: y [B, Tout, N, Cout].
 """
 from __future__ import annotations
 
-import math
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from pgti.data.splits import check_steps
 from pgti.errors import UserError
 
-SPLITS = ("train", "val", "test")
-SPLIT_MODES = ("dcrnn", "strict")
-DEFAULT_RATIOS = (0.7, 0.1, 0.2)
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DAY_SECONDS = 86_400
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
-
-# --------------------------------------------------------------------------- windows and splits
-
-
-def count_windows(num_steps: int, input_steps: int = 12, output_steps: int = 12, stride: int = 1) -> int:
-    """Number of windows of `input_steps + output_steps` steps in a series of `num_steps`:
-    every `stride`-th of the T - (Tin + Tout) + 1 possible starts (0 if the series is too short)."""
-    possible = num_steps - (input_steps + output_steps) + 1
-    return 0 if possible <= 0 else -(-possible // stride)
-
-
-def all_window_starts(num_steps: int, input_steps: int = 12, output_steps: int = 12, stride: int = 1) -> np.ndarray:
-    """Window starts 0, stride, 2*stride, ... as int64 `[S]` (steps)."""
-    _check_steps(input_steps, output_steps, stride)
-    return np.arange(count_windows(num_steps, input_steps, output_steps, stride), dtype=np.int64) * stride
-
-
-def dcrnn_split_counts(num_windows: int, ratios: Sequence[float] = DEFAULT_RATIOS) -> tuple[int, int, int]:
-    """(train, val, test) window counts exactly as DCRNN's `generate_train_val_test`:
-    test = round(S * r_test), train = round(S * r_train) (Python's round: half to even), val = rest."""
-    r_train, r_val, r_test = _check_ratios(ratios)
-    num_test = round(num_windows * r_test)
-    num_train = round(num_windows * r_train)
-    num_val = num_windows - num_test - num_train
-    if num_val < 0:  # only reachable with ratios whose rounding overshoots on a tiny S
-        num_train += num_val
-        num_val = 0
-    return num_train, num_val, num_test
-
-
-def make_splits(
-    num_steps: int,
-    input_steps: int = 12,
-    output_steps: int = 12,
-    stride: int = 1,
-    ratios: Sequence[float] = DEFAULT_RATIOS,
-    mode: str = "dcrnn",
-) -> dict[str, np.ndarray]:
-    """Chronological train/val/test window starts, `{"train": int64 [S_train], ...}` (steps).
-
-    `mode` "dcrnn" reproduces DCRNN's split; "strict" drops the val/test windows that touch a
-    step of an earlier split (see the module docstring). Raises `UserError` when the series
-    is too short to give every split with a positive ratio at least one window.
-    """
-    if mode not in SPLIT_MODES:
-        raise UserError(f"split mode {mode!r} is not one of {', '.join(SPLIT_MODES)}; choose one of them")
-    starts = all_window_starts(num_steps, input_steps, output_steps, stride)
-    num_train, num_val, num_test = dcrnn_split_counts(len(starts), ratios)
-    splits = {
-        "train": starts[:num_train],
-        "val": starts[num_train:num_train + num_val],
-        "test": starts[num_train + num_val:],
-    }
-    if mode == "strict":
-        window = input_steps + output_steps
-        first_free = 0  # first step not yet used by an earlier split
-        for name in SPLITS:
-            kept = splits[name][splits[name] >= first_free]
-            splits[name] = kept
-            if kept.size:
-                first_free = int(kept[-1]) + window
-    for name, ratio in zip(SPLITS, ratios):
-        if ratio > 0 and splits[name].size == 0:
-            raise UserError(
-                f"the {name} split is empty: {num_steps} steps give {len(starts)} windows of "
-                f"{input_steps}+{output_steps} steps (stride {stride}, {mode} split {tuple(ratios)}); "
-                "use a longer series, shorter windows or other ratios")
-    return splits
-
-
-def step_multiplicity(window_starts: np.ndarray, num_steps: int, offset: int, length: int) -> np.ndarray:
-    """How many windows use each time step, int64 `[T]`, for the span [s + offset, s + offset
-    + length) of every start s. offset=0, length=Tin counts the input windows (DCRNN's x)."""
-    diff = np.zeros(num_steps + 1, dtype=np.int64)
-    first = np.asarray(window_starts, dtype=np.int64) + offset
-    np.add.at(diff, first, 1)
-    np.add.at(diff, first + length, -1)
-    return np.cumsum(diff[:-1])
-
-
-def _check_steps(input_steps: int, output_steps: int, stride: int) -> None:
-    if input_steps < 1 or output_steps < 1 or stride < 1:
-        raise UserError(f"window input_steps={input_steps}, output_steps={output_steps}, stride={stride}: "
-                        "all must be >= 1")
-
-
-def _check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or not math.isclose(sum(ratios), 1.0, abs_tol=1e-6):
-        raise UserError(f"split ratios {tuple(ratios)} must be three non-negative numbers (train, val, test) "
-                        "summing to 1, e.g. 0.7, 0.1, 0.2")
-    return float(ratios[0]), float(ratios[1]), float(ratios[2])
-
 
 # --------------------------------------------------------------------------- features and storage
 
@@ -236,7 +127,7 @@ def as_signal_tensor(signals, storage_dtype=None, device=None) -> torch.Tensor:
     return signals.to(device=device or signals.device, dtype=dtype)
 
 
-def load_signals(info, storage_dtype="float32", block_steps: int | None = None) -> torch.Tensor:
+def read_series(info, storage_dtype="float32", block_steps: int | None = None) -> torch.Tensor:
     """Read a dataset's signals into one host tensor `[T, N, C]` of `storage_dtype`, block by
     block (peak memory: the result plus one float32 block; float16 storage never holds a full
     float32 copy)."""
@@ -303,7 +194,7 @@ class WindowGather:
         self.target_channels = spec.targets(num_channels)
         self.x_channels = spec.x_channels(num_channels)
         self.y_channels = len(self.target_channels)
-        _check_steps(spec.input_steps, spec.output_steps, 1)
+        check_steps(spec.input_steps, spec.output_steps, 1)
         # Views (no copies) of every window: row s of x_windows is signals[s : s+Tin], a
         # contiguous block, so a batch is one index_select of B blocks.
         starts = max(0, num_steps - spec.window_steps + 1)
@@ -423,16 +314,3 @@ def _interleave(out: torch.Tensor, data: torch.Tensor, calendar: torch.Tensor) -
     else:
         out[..., :channels].copy_(data)
         out[..., channels:].copy_(calendar.expand(-1, -1, data.shape[2], -1))
-
-
-# --------------------------------------------------------------------------- re-exports
-
-
-def __getattr__(name: str):
-    """`IndexBatcher`, `epoch_order` and `epoch_seed` live in pgti.data.batcher (which imports
-    this module); importing them from here keeps working without an import cycle."""
-    if name in ("IndexBatcher", "epoch_order", "epoch_seed"):
-        from pgti.data import batcher
-
-        return getattr(batcher, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,15 +10,17 @@ Both average gradients over all ranks every step, so every rank holds the same p
   port and broadcasts its address over MPI), gloo on CPU, nccl on GPU, and
   `DistributedDataParallel` (which broadcasts rank 0's parameters when it wraps the model).
 
-Usage in the loop:
+The base `Engine` ("local") averages nothing: one process (`pgti bench epoch` trains with it).
+
+Usage (pgti.train.loop, pgti.train.step):
     engine = make_engine(cfg.dist, world, device)
     model, optimizer = engine.prepare(model, optimizer, resumed_optimizer_state)  # wraps; rank 0 state everywhere
-    loss.backward(); engine.clip_and_step(optimizer, params, max_norm)
-`engine.module(model)` is the bare model (evaluation and checkpoints use it).
+    loss.backward(); engine.clip_and_step(optimizer, bare_model.parameters(), max_norm)
+`prepare` returns the model to train (DDP wraps it); evaluation and checkpoints use the bare
+model, which the caller keeps.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import socket
@@ -29,7 +31,9 @@ from pgti.errors import UserError
 
 
 class Engine:
-    name = "base"
+    """One process, no gradient averaging; the base of the distributed engines."""
+
+    name = "local"
 
     def __init__(self, world, device: torch.device):
         self.world = world
@@ -42,17 +46,11 @@ class Engine:
             optimizer.load_state_dict(optimizer_state)
         return model, optimizer
 
-    @staticmethod
-    def module(model):
-        return getattr(model, "module", model)
-
-    def clip_and_step(self, optimizer, parameters, max_norm: float) -> float | None:
-        norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm) if max_norm > 0 else None
+    def clip_and_step(self, optimizer, parameters, max_norm: float) -> None:
+        """Clip the global gradient norm to `max_norm` (0: no clipping), then step."""
+        if max_norm > 0:
+            torch.nn.utils.clip_grad_norm_(parameters, max_norm)
         optimizer.step()
-        return None if norm is None else float(norm)
-
-    def no_sync(self, model):
-        return contextlib.nullcontext()
 
     def close(self) -> None:
         pass
@@ -94,13 +92,13 @@ class HorovodEngine(Engine):
             hvd.broadcast_optimizer_state(optimizer, root_rank=0)
         return model, optimizer
 
-    def clip_and_step(self, optimizer, parameters, max_norm: float) -> float | None:
+    def clip_and_step(self, optimizer, parameters, max_norm: float) -> None:
         # Clip the *averaged* gradients: finish the allreduce first, then step without a second one.
         optimizer.synchronize()
-        norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm) if max_norm > 0 else None
+        if max_norm > 0:
+            torch.nn.utils.clip_grad_norm_(parameters, max_norm)
         with optimizer.skip_synchronize():
             optimizer.step()
-        return None if norm is None else float(norm)
 
 
 def _free_port() -> int:
@@ -137,9 +135,6 @@ class DDPEngine(Engine):
         if optimizer_state is not None:
             optimizer.load_state_dict(self.world.comm.bcast(optimizer_state if self.world.rank == 0 else None, root=0))
         return wrapped, optimizer
-
-    def no_sync(self, model):
-        return model.no_sync()
 
     def close(self) -> None:
         if self.dist.is_initialized():

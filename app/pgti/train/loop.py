@@ -1,15 +1,15 @@
-"""The training loop, in one place.
+"""The training loop, in one place (`train`, read top to bottom).
 
     for epoch:                      # window order from (seed, epoch): any rank, any resume
         for batch of this rank:     # gathered from the node-shared raw array
-            forward, masked MAE in data units, backward, allreduce (engine), clip, step
-            agree on stop (signal / walltime) and periodic checkpoints: one tiny allreduce
-        validate (allreduced sums), log, plot, best model, early stopping, checkpoint
+            train_step              # forward, masked loss in data units, backward, allreduce, clip, step
+            agree_on_events         # stop (signal / walltime) and periodic checkpoints: one tiny allreduce
+        end_epoch                   # validate (allreduced sums), log, plot, best model, early stopping, checkpoint
 
 A stop request (SIGTERM/SIGUSR1/SIGINT or the walltime) ends the step, checkpoints and
 returns EXIT_RESUBMIT. Resuming restores model, optimizer, scheduler, scaler, every rank's RNG
-states and the position inside the epoch, so a killed-and-resumed run ends bit-identical to
-an uninterrupted one (same world size, same device type).
+states and the position inside the epoch (`TrainState`), so a killed-and-resumed run ends
+bit-identical to an uninterrupted one (same world size, same device type).
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import hashlib
 import logging
 import math
 import os
-import random
 import signal
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,95 +33,239 @@ from pgti.errors import EXIT_OK, EXIT_RESUBMIT, UserError
 from pgti.train.checkpoint import RESUME_KEYS, CheckpointManager, check_config_hash, find_resumable, load_checkpoint
 from pgti.train.evaluate import evaluate_split
 from pgti.train.metrics import format_table, masked_mae_loss
-from pgti.train.pipeline import build_pipeline
+from pgti.train.pipeline import Pipeline, build_pipeline
 from pgti.train.plots import plot_curves
+from pgti.train.progress import Progress
 from pgti.train.rundir import RunDir, peak_device_bytes, peak_rss_bytes, release_free_heap
-from pgti.train.session import build_model, check_dataset, dataset_identity, load_weights, resolve_device
+from pgti.train.session import check_dataset, dataset_identity, load_weights, model_for_run, resolve_device
 from pgti.train.signals import Deadline, StopRequest
+from pgti.train.state import TrainState, rng_state, seed_everything, set_rng_state
+from pgti.train.step import StepParts, make_optimizer, make_scheduler, train_step
 
 log = logging.getLogger("pgti.train")
 
 
-def lr_factor(cfg: Config, steps_per_epoch: int, world_size: int):
-    """Multiplier of the base learning rate at optimizer step `step` (0-based)."""
-    t, total = cfg.train, cfg.train.epochs * steps_per_epoch
-    scale = {"none": 1.0, "linear": float(world_size), "sqrt": math.sqrt(world_size)}[cfg.dist.lr_scaling]
-    warmup = int(t.warmup_epochs * steps_per_epoch)
+@dataclass
+class Run:
+    """What the loop's functions share: the config, the data, the model and its step, the
+    checkpoints, the clock. `model` is the bare module (evaluation and checkpoints use it)."""
 
-    def factor(step: int) -> float:
-        if t.schedule == "multistep":
-            decay = t.gamma ** sum(step // steps_per_epoch >= m for m in t.milestones)
-        elif t.schedule == "cosine":
-            decay = 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total))))
-        else:
-            decay = 1.0
-        if warmup and step < warmup:  # ramp to the (scaled) rate, as in Goyal et al. 2017
-            ramp = (step + 1) / warmup
-            start = 1.0 if scale > 1.0 else 0.0
-            return decay * (start + (scale - start) * ramp)
-        return decay * scale
-
-    return factor
+    cfg: Config
+    world: object
+    run_dir: RunDir
+    pipeline: Pipeline
+    model: torch.nn.Module
+    parts: StepParts
+    manager: CheckpointManager
+    deadline: Deadline
+    config_hash: str
+    last_checkpoint: float
 
 
-def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    t = cfg.train
-    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=t.lr, eps=t.eps, weight_decay=t.weight_decay)
+def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore_config: bool = False,
+          stop: StopRequest | None = None) -> int:
+    """Train (or resume) the run in `run_dir`; returns EXIT_OK or EXIT_RESUBMIT.
+
+    `stop`: the caller's installed StopRequest (installed at process start, so a signal that
+    arrives while the data loads still ends in a checkpoint after the first step)."""
+    started, t = time.time(), cfg.train
+    device = resolve_device(cfg, world)
+    chash = config_hash(cfg)
+    manager = CheckpointManager(run_dir.checkpoints, cfg.checkpoint.keep_last)
+    # rank 0 finds and reads the checkpoint once and broadcasts it (one file read per job);
+    # an unreadable file, a foreign config: one message, every rank ends
+    found, ckpt = run_on_root(world, resume_point, run_dir, manager, resume, chash, ignore_config)
+    if found:
+        log.info("resuming from %s (epoch %d, step %d in epoch, global step %d)", found, ckpt["epoch"],
+                 ckpt["batch_in_epoch"], ckpt["global_step"])
+    pipeline = build_pipeline(cfg, world, device, scaler_state=ckpt["scaler"] if ckpt else None,
+                              before_load=(lambda info, _: check_dataset(ckpt, info, found, world)) if ckpt else None)
+    seed_everything(t.seed)  # same initial weights on every rank (and rank 0's are broadcast anyway)
+    model = model_for_run(cfg, pipeline).to(device)
+    if ckpt:
+        load_weights(model, ckpt["model"], found, world)
+    state = TrainState.from_checkpoint(ckpt, world.rank)
+    engine = make_engine(cfg.dist, world, device)
+    train_model, optimizer = engine.prepare(model, make_optimizer(cfg, model), ckpt["optimizer"] if ckpt else None)
+    steps_per_epoch = len(pipeline.train_starts(0)) // t.batch_size  # equal on every rank, every epoch
+    scheduler = make_scheduler(cfg, optimizer, steps_per_epoch, world.size, ckpt["scheduler"] if ckpt else None)
+    restore_rng(t.seed, world, ckpt)
+    parts = StepParts(train_model, optimizer, engine, pipeline.scaler, pipeline.spec.targets(pipeline.info.num_channels),
+                      pipeline.info.missing_value, masked_mae_loss, list(model.parameters()), t.grad_clip, scheduler,
+                      autocast=t.bf16 and device.type == "cuda", device_type=device.type)
+    limit = parse_duration(t.time_limit) if t.time_limit else None
+    r = Run(cfg, world, run_dir, pipeline, model, parts, manager, Deadline.from_environment(started, limit), chash,
+            last_checkpoint=time.time())
+    if world.rank == 0:
+        prepare_run_dir(r, state, fresh=ckpt is None)
+        log.info("%s: %s parameters; %d ranks on %d node(s); %d steps/epoch of %d x %d samples; engine %s on %s",
+                 cfg.model.name, f"{sum(p.numel() for p in model.parameters()):,}", world.size, world.num_nodes,
+                 steps_per_epoch, world.size, t.batch_size, engine.name, device)
+        if ckpt and state.finished(t):
+            log.info("nothing left to train (epoch %d of %d, global step %d, max_steps %d, %d epochs without "
+                     "improvement, patience %d): raise train.epochs or train.max_steps to continue", state.epoch,
+                     t.epochs, state.global_step, t.max_steps, state.epochs_without_improvement, t.patience)
+
+    with contextlib.nullcontext(stop) if stop is not None else StopRequest() as stop:
+        while not state.finished(t):
+            batches = pipeline.train_batches(state.epoch, start_batch=state.batch_in_epoch)
+            progress = Progress(cfg, world, len(batches), state.batch_in_epoch, state.epoch, t.batch_size)
+            train_model.train()
+            epoch_began, steps = time.perf_counter(), 0
+            for x, y, _ in batches:
+                step_began = time.perf_counter()
+                loss = train_step(parts, x, y, state.global_step).detach().item()
+                state.record_step(loss)
+                steps += 1
+                progress.step(state.batch_in_epoch - 1, loss)
+                r.deadline.record_step(time.perf_counter() - step_began)
+                stop_reason, checkpoint_due = agree_on_events(r, stop, state.global_step)
+                if stop_reason or (checkpoint_due and state.batch_in_epoch < len(batches)):
+                    save_checkpoint(r, state)  # (an epoch-end checkpoint follows anyway)
+                if stop_reason:
+                    progress.close()
+                    if world.rank == 0:
+                        log.warning("stopping on %s at global step %d: checkpointed; resubmit with --resume auto "
+                                    "(exit status %d)", stop_reason, state.global_step, EXIT_RESUBMIT)
+                    engine.close()
+                    return EXIT_RESUBMIT
+                if t.max_steps and state.global_step >= t.max_steps:
+                    break
+            progress.close()
+            end_epoch(r, state, finished=state.batch_in_epoch >= len(batches), steps=steps,
+                      epoch_time=time.perf_counter() - epoch_began)
+
+    check_ranks_agree(world, model)
+    if world.rank == 0:
+        rows = run_dir.read_metrics()
+        final = rows[-1].get("val") if rows else None
+        if final:
+            log.info("final val metrics:\n%s", format_table(final, pipeline.info.interval_seconds))
+    engine.close()
+    return EXIT_OK
 
 
-def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+def resume_point(run_dir: RunDir, manager: CheckpointManager, resume: str | None, chash: str, ignore_config: bool):
+    """(path, checkpoint) to resume from, or (None, None): `resume` is None, "auto" (the newest
+    checkpoint of this config that loads) or a file. Rank 0 only."""
+    if not resume:
+        return None, None
+    if resume != "auto":
+        if not os.path.isfile(resume):
+            raise UserError(f"--resume {resume}: no such checkpoint; use --resume auto or a file in "
+                            f"{run_dir.checkpoints}")
+        loaded = load_checkpoint(resume, required=RESUME_KEYS)
+        check_config_hash(resume, loaded, chash, ignore_config)
+        return resume, loaded
+    hit = find_resumable(manager, chash, ignore_config)
+    return (str(hit[0]), hit[1]) if hit else (None, None)
 
 
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def restore_rng(seed: int, world, ckpt: dict | None) -> None:
+    """Per-rank randomness (scheduled sampling): seeded per rank, or a checkpoint's states."""
+    seed_everything(seed + 1000 * world.rank + 1)
+    if ckpt and len(ckpt["rng"]) == world.size:
+        set_rng_state(ckpt["rng"][world.rank])
+    elif ckpt and world.rank == 0:
+        log.warning("resuming with %d ranks from a %d-rank checkpoint: the run continues, but not bit-exactly",
+                    world.size, len(ckpt["rng"]))
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def prepare_run_dir(r: Run, state: TrainState, fresh: bool) -> None:
+    """Rank 0: the run directory and its config; metrics rows that a resume trains again go."""
+    r.run_dir.create(r.cfg)
+    if fresh:
+        r.run_dir.truncate_metrics(before_epoch=0)  # rows of an earlier start that never checkpointed
+    elif not state.finished(r.cfg.train):
+        # the epoch in progress is trained again from its checkpoint: its row (a partial one,
+        # from a stop at max_steps) is rewritten when it ends; a finished run keeps its rows
+        r.run_dir.truncate_metrics(before_epoch=state.epoch)
 
 
-class Progress:
-    """A tqdm bar on rank 0 at a terminal; a log line every N steps otherwise."""
+def agree_on_events(r: Run, stop: StopRequest, global_step: int) -> tuple[str | None, bool]:
+    """Every rank's view of this step's events, agreed in one tiny allreduce (MAX):
+    (stop reason: a signal's name, "walltime" or None; whether a periodic checkpoint is due)."""
+    from mpi4py import MPI
 
-    def __init__(self, cfg: Config, world, total: int, initial: int, epoch: int, batch_size: int):
-        mode = cfg.log.progress if world.rank == 0 else "none"
-        if mode == "auto":
-            from pgti.distributed.world import stdout_is_terminal
+    every = r.cfg.checkpoint.every_minutes
+    signum = int(getattr(signal, stop.reason)) if stop.reason else 0  # which signal, on any rank
+    flags = np.array([signum, r.deadline.expired(), bool(every) and time.time() - r.last_checkpoint >= every * 60],
+                     dtype=np.int32)
+    r.world.comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MAX)
+    reason = signal.Signals(int(flags[0])).name if flags[0] else "walltime" if flags[1] else None
+    every_steps = r.cfg.checkpoint.every_steps
+    return reason, bool(flags[2]) or bool(every_steps and global_step % every_steps == 0)
 
-            mode = "bar" if stdout_is_terminal() else "lines"
-        self.mode = mode
-        self.every, self.epoch, self.total = cfg.log.every_steps, epoch, total
-        self.samples_per_step = batch_size * world.size
-        self.bar = None
-        if self.mode == "bar":
-            from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}", unit="batch", dynamic_ncols=True)
-        self.started, self.done = time.perf_counter(), 0
+def end_epoch(r: Run, state: TrainState, *, finished: bool, steps: int, epoch_time: float) -> None:
+    """After an epoch (or a stop at max_steps inside one, `finished` False): the epoch's
+    metrics row (allreduced loss, validation, peak memory), best model and patience, plots,
+    and a checkpoint. Collective."""
+    from mpi4py import MPI
 
-    def step(self, k: int, loss: float) -> None:
-        self.done += 1
-        rate = self.done * self.samples_per_step / max(1e-9, time.perf_counter() - self.started)
-        if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:,.0f}", refresh=False)
-            self.bar.update(1)
-        elif self.mode == "lines" and ((k + 1) % self.every == 0 or k + 1 == self.total):
-            eta = (self.total - k - 1) * (time.perf_counter() - self.started) / self.done
-            log.info("epoch %d step %d/%d loss %.4f  %.0f samples/s  eta %.0fs", self.epoch + 1, k + 1,
-                     self.total, loss, rate, eta)
+    t, world = r.cfg.train, r.world
+    totals = np.array([state.loss_sum, state.loss_count], dtype=np.float64)
+    world.comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
+    row = {"epoch": state.epoch, "global_step": state.global_step, "train_loss": totals[0] / max(1.0, totals[1]),
+           "epoch_time_s": epoch_time, "samples_per_s": steps * t.batch_size * world.size / max(epoch_time, 1e-9),
+           "lr": r.parts.scheduler.get_last_lr()[0]}
+    improved = False
+    if (state.epoch + 1) % t.validate_every == 0 or not finished or state.epoch + 1 == t.epochs:
+        release_free_heap()
+        row["val"] = evaluate_split(r.pipeline, r.model, "val", t.eval_batch_size or t.batch_size, bf16=t.bf16)
+        # A stop at max_steps mid-epoch validates for its row only: best, patience and best.pt
+        # follow epoch ends, so a resume that finishes the epoch (or evaluate, which falls back
+        # to the latest checkpoint) sees an uninterrupted run's state.
+        if finished:
+            improved = state.record_validation(row["val"]["overall"]["mae"])
+        if state.best_val_mae < math.inf:
+            row["best_val_mae"] = state.best_val_mae
+    device = r.pipeline.device
+    peaks = np.array([peak_rss_bytes(), peak_device_bytes(device)], dtype=np.int64)
+    node_rss = world.node_comm.allreduce(int(peaks[0]))
+    world.comm.Allreduce(MPI.IN_PLACE, peaks, op=MPI.MAX)
+    row.update(peak_rss_bytes_max_rank=int(peaks[0]), peak_rss_bytes_node_sum=node_rss,
+               peak_device_bytes=int(peaks[1]))
+    if finished:
+        state.next_epoch()
+    # else (stopped at max_steps): the checkpoint keeps the partial sums, so a resume with a
+    # higher max_steps ends the epoch with the loss of all its steps
+    if world.rank == 0:
+        r.run_dir.append_metrics(row)
+        if r.cfg.log.plots:
+            plot_curves(r.run_dir.read_metrics(), r.run_dir.plots)
+        val = row.get("val")
+        log.info("epoch %d: train loss %.4f, val MAE %s, %.1fs, %.0f samples/s", row["epoch"] + 1, row["train_loss"],
+                 f"{val['overall']['mae']:.4f}" if val else "-", epoch_time, row["samples_per_s"])
+    if improved:
+        best = snapshot(r, state)
+        if world.rank == 0:
+            r.manager.save_best(best)
+    save_checkpoint(r, state)
+    if state.early_stopped(t) and world.rank == 0:
+        log.info("early stopping: no val improvement for %d epochs", state.epochs_without_improvement)
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+
+def snapshot(r: Run, state: TrainState) -> dict:
+    """Everything a resume needs (collective: every rank calls it; rank 0 gets the result)."""
+    rngs = r.world.comm.gather(rng_state(), root=0)
+    p = r.parts
+    return {"model": r.model.state_dict(), "optimizer": p.optimizer.state_dict(), "scheduler": p.scheduler.state_dict(),
+            "scaler": r.pipeline.scaler.state_dict(), **state.checkpoint_fields(r.world.comm), "rng": rngs,
+            "config_hash": r.config_hash, "config": to_dict(r.cfg), "dataset": dataset_identity(r.pipeline.info),
+            "world_size": r.world.size, "versions": {"pgti": __version__, "torch": torch.__version__}}
+
+
+def save_checkpoint(r: Run, state: TrainState) -> None:
+    """A step checkpoint, in place before any rank goes on (collective)."""
+    began = time.perf_counter()
+    checkpoint = snapshot(r, state)
+    if r.world.rank == 0:
+        path = r.manager.save(checkpoint, state.global_step)
+        log.info("checkpoint %s", path.name)
+    r.world.comm.Barrier()  # nobody exits before the file is in place
+    r.deadline.record_checkpoint(time.perf_counter() - began)
+    r.last_checkpoint = time.time()
 
 
 def check_ranks_agree(world, model: torch.nn.Module) -> bool:
@@ -137,225 +281,3 @@ def check_ranks_agree(world, model: torch.nn.Module) -> bool:
         else:
             log.error("ranks disagree on parameters: %s", ", ".join(f"rank {r}: {d}" for r, d in enumerate(digests)))
     return len(set(digests)) == 1
-
-
-def train(cfg: Config, run: RunDir, world, resume: str | None = None, ignore_config: bool = False,
-          stop: StopRequest | None = None) -> int:
-    """Train (or resume) the run in `run`; returns EXIT_OK or EXIT_RESUBMIT.
-
-    `stop`: the caller's installed StopRequest (installed at process start, so a signal that
-    arrives while the data loads still ends in a checkpoint after the first step)."""
-    from mpi4py import MPI
-
-    started = time.time()
-    t = cfg.train
-    device = resolve_device(cfg, world)
-    chash = config_hash(cfg)
-    manager = CheckpointManager(run.checkpoints, cfg.checkpoint.keep_last)
-
-    # ---- resume point: rank 0 finds and reads the checkpoint once and broadcasts it (one
-    # file read per job, not one per rank hitting the parallel file system at once)
-    def resume_point():
-        if not resume:
-            return None, None
-        if resume != "auto":
-            if not os.path.isfile(resume):
-                raise UserError(f"--resume {resume}: no such checkpoint; use --resume auto or a file in "
-                                f"{run.checkpoints}")
-            loaded = load_checkpoint(resume, required=RESUME_KEYS)
-            check_config_hash(resume, loaded, chash, ignore_config)
-            return resume, loaded
-        hit = find_resumable(manager, chash, ignore_config)
-        return (str(hit[0]), hit[1]) if hit else (None, None)
-
-    # an unreadable file, a foreign config: one message, every rank ends
-    found, state = run_on_root(world, resume_point)
-    if found:
-        log.info("resuming from %s (epoch %d, step %d in epoch, global step %d)", found, state["epoch"],
-                 state["batch_in_epoch"], state["global_step"])
-
-    pipeline = build_pipeline(cfg, world, device, scaler_state=state["scaler"] if state else None,
-                              before_load=(lambda info, _: check_dataset(state, info, found, world)) if state else None)
-    seed_everything(t.seed)  # same initial weights on every rank (and rank 0's are broadcast anyway)
-    model = build_model(cfg, pipeline).to(device)
-    epoch, batch_in_epoch, global_step = 0, 0, 0
-    best, stale, loss_sum, loss_count = math.inf, 0, 0.0, 0
-    if state:
-        load_weights(model, state["model"], found, world)
-        epoch, batch_in_epoch, global_step = state["epoch"], state["batch_in_epoch"], state["global_step"]
-        best, stale = state["best_val_mae"], state["epochs_without_improvement"]
-        if world.rank == 0:  # the checkpoint holds the sums over all ranks; count them once
-            loss_sum, loss_count = state["partial_loss"]
-
-    def finished(epoch: int, global_step: int, stale: int) -> bool:
-        """Nothing left to train: every epoch done, the step budget spent, or early-stopped."""
-        return (epoch >= t.epochs or bool(t.max_steps and global_step >= t.max_steps)
-                or bool(t.patience and stale >= t.patience))
-
-    engine = make_engine(cfg.dist, world, device)
-    train_model, optimizer = engine.prepare(model, make_optimizer(cfg, model), state["optimizer"] if state else None)
-    steps_per_epoch = len(pipeline.train_starts(0)) // t.batch_size  # equal on every rank, every epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch, world.size))
-    if state:
-        scheduler.load_state_dict(state["scheduler"])
-        for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
-            group["lr"] = lr  # constructing the scheduler reset it to step 0's rate
-    seed_everything(t.seed + 1000 * world.rank + 1)  # per-rank randomness (scheduled sampling)
-    if state and len(state["rng"]) == world.size:
-        set_rng_state(state["rng"][world.rank])
-    elif state and world.rank == 0:
-        log.warning("resuming with %d ranks from a %d-rank checkpoint: the run continues, but not bit-exactly",
-                    world.size, len(state["rng"]))
-    if world.rank == 0:
-        run.create(cfg)
-        if not state:
-            run.truncate_metrics(before_epoch=0)  # rows of an earlier start that never checkpointed
-        elif not finished(epoch, global_step, stale):
-            # the epoch in progress is trained again from its checkpoint: its row (a partial one,
-            # from a stop at max_steps) is rewritten when it ends; a finished run keeps its rows
-            run.truncate_metrics(before_epoch=epoch)
-        n_params = sum(p.numel() for p in model.parameters())
-        log.info("%s: %s parameters; %d ranks on %d node(s); %d steps/epoch of %d x %d samples; engine %s on %s",
-                 cfg.model.name, f"{n_params:,}", world.size, world.num_nodes, steps_per_epoch, world.size,
-                 t.batch_size, engine.name, device)
-
-    targets = pipeline.spec.targets(pipeline.info.num_channels)
-    missing = pipeline.info.missing_value
-    limit = parse_duration(t.time_limit) if t.time_limit else None
-    deadline = Deadline.from_environment(started, limit)
-    last_checkpoint = time.time()
-    eval_batch = t.eval_batch_size or t.batch_size
-    autocast = t.bf16 and device.type == "cuda"
-
-    def snapshot() -> dict:
-        """Everything a resume needs (collective: every rank calls it; rank 0 gets the result)."""
-        rngs = world.comm.gather(rng_state(), root=0)
-        partial = world.comm.allreduce(np.array([loss_sum, loss_count], dtype=np.float64))
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": pipeline.scaler.state_dict(), "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                "global_step": global_step, "best_val_mae": best, "epochs_without_improvement": stale,
-                "partial_loss": (float(partial[0]), int(partial[1])), "rng": rngs, "config_hash": chash, "config": to_dict(cfg),
-                "dataset": dataset_identity(pipeline.info),
-                "world_size": world.size, "versions": {"pgti": __version__, "torch": torch.__version__}}
-
-    def checkpoint() -> None:
-        nonlocal last_checkpoint
-        began = time.perf_counter()
-        state = snapshot()  # collective (RNG gather): every rank calls it
-        if world.rank == 0:
-            path = manager.save(state, global_step)
-            log.info("checkpoint %s", path.name)
-        world.comm.Barrier()  # nobody exits before the file is in place
-        deadline.record_checkpoint(time.perf_counter() - began)
-        last_checkpoint = time.time()
-
-    if state and finished(epoch, global_step, stale) and world.rank == 0:
-        log.info("nothing left to train (epoch %d of %d, global step %d, max_steps %d, %d epochs without "
-                 "improvement, patience %d): raise train.epochs or train.max_steps to continue", epoch, t.epochs,
-                 global_step, t.max_steps, stale, t.patience)
-    with contextlib.nullcontext(stop) if stop is not None else StopRequest() as stop:
-        while not finished(epoch, global_step, stale):
-            batches = pipeline.batcher("train", pipeline.train_starts(epoch), t.batch_size, prefetch=True)
-            batches.set_epoch(epoch, start_batch=batch_in_epoch)
-            progress = Progress(cfg, world, len(batches), batch_in_epoch, epoch, t.batch_size)
-            train_model.train()
-            epoch_began = time.perf_counter()
-            steps_this_epoch = 0
-            for x, y, _ in batches:
-                step_began = time.perf_counter()
-                y_scaled = pipeline.scaler.transform(y, channels=targets)  # teacher forcing sees model units
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    out = train_model(x, y_scaled, global_step=global_step)
-                pred = pipeline.scaler.inverse_transform(out.float(), channels=targets)
-                loss = masked_mae_loss(pred, y, missing)
-                optimizer.zero_grad()  # (set_to_none is the default; Horovod 0.28 takes no argument)
-                loss.backward()
-                engine.clip_and_step(optimizer, model.parameters(), t.grad_clip)
-                scheduler.step()
-                global_step += 1
-                batch_in_epoch += 1
-                steps_this_epoch += 1
-                loss_value = loss.detach().item()
-                loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
-                progress.step(batch_in_epoch - 1, loss_value)
-                deadline.record_step(time.perf_counter() - step_began)
-                # One allreduce per step: stop requests, walltime, periodic checkpoint, step budget.
-                every = cfg.checkpoint.every_minutes
-                signum = int(getattr(signal, stop.reason)) if stop.reason else 0  # which signal, on any rank
-                flags = np.array([signum, deadline.expired(),
-                                  bool(every) and time.time() - last_checkpoint >= every * 60], dtype=np.int32)
-                world.comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MAX)
-                stop_now = bool(flags[0] or flags[1])
-                if stop_now or flags[2] or (cfg.checkpoint.every_steps and global_step % cfg.checkpoint.every_steps == 0):
-                    if batch_in_epoch < len(batches):  # an epoch-end checkpoint follows anyway
-                        checkpoint()
-                if stop_now:
-                    progress.close()
-                    if batch_in_epoch >= len(batches):
-                        checkpoint()
-                    reason = signal.Signals(int(flags[0])).name if flags[0] else "walltime"
-                    if world.rank == 0:
-                        log.warning("stopping on %s at global step %d: checkpointed; resubmit with --resume auto "
-                                    "(exit status %d)", reason, global_step, EXIT_RESUBMIT)
-                    engine.close()
-                    return EXIT_RESUBMIT
-                if t.max_steps and global_step >= t.max_steps:
-                    break
-            progress.close()
-            epoch_time = time.perf_counter() - epoch_began
-
-            finished_epoch = batch_in_epoch >= len(batches)
-            totals = np.array([loss_sum, loss_count], dtype=np.float64)
-            world.comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
-            row = {"epoch": epoch, "global_step": global_step, "train_loss": totals[0] / max(1.0, totals[1]),
-                   "epoch_time_s": epoch_time,
-                   "samples_per_s": steps_this_epoch * t.batch_size * world.size / max(epoch_time, 1e-9),
-                   "lr": scheduler.get_last_lr()[0]}
-            improved = False
-            if (epoch + 1) % t.validate_every == 0 or not finished_epoch or epoch + 1 == t.epochs:
-                release_free_heap()
-                row["val"] = evaluate_split(pipeline, model, "val", eval_batch, bf16=t.bf16)
-                # A stop at max_steps mid-epoch validates for its row only: best, patience and
-                # best.pt follow epoch ends, so a resume that finishes the epoch (or evaluate,
-                # which falls back to the latest checkpoint) sees an uninterrupted run's state.
-                if finished_epoch:
-                    improved = row["val"]["overall"]["mae"] < best
-                    best, stale = (row["val"]["overall"]["mae"], 0) if improved else (best, stale + 1)
-                if best < math.inf:
-                    row["best_val_mae"] = best
-            peaks = np.array([peak_rss_bytes(), peak_device_bytes(device)], dtype=np.int64)
-            node_rss = world.node_comm.allreduce(int(peaks[0]))
-            world.comm.Allreduce(MPI.IN_PLACE, peaks, op=MPI.MAX)
-            row.update(peak_rss_bytes_max_rank=int(peaks[0]), peak_rss_bytes_node_sum=node_rss,
-                       peak_device_bytes=int(peaks[1]))
-            if finished_epoch:
-                epoch, batch_in_epoch = epoch + 1, 0
-                loss_sum, loss_count = 0.0, 0
-            # else (stopped at max_steps): the checkpoint keeps the partial sums, so a resume with a
-            # higher max_steps ends the epoch with the loss of all its steps
-            if world.rank == 0:
-                run.append_metrics(row)
-                if cfg.log.plots:
-                    plot_curves(run.read_metrics(), run.plots)
-                val = row.get("val")
-                log.info("epoch %d: train loss %.4f, val MAE %s, %.1fs, %.0f samples/s", row["epoch"] + 1,
-                         row["train_loss"], f"{val['overall']['mae']:.4f}" if val else "-", epoch_time,
-                         row["samples_per_s"])
-            if improved:
-                best_state = snapshot()
-                if world.rank == 0:
-                    manager.save_best(best_state)
-            checkpoint()
-            if t.patience and stale >= t.patience:
-                if world.rank == 0:
-                    log.info("early stopping: no val improvement for %d epochs", stale)
-                break
-
-    check_ranks_agree(world, model)
-    if world.rank == 0:
-        rows = run.read_metrics()
-        final = rows[-1].get("val") if rows else None
-        if final:
-            log.info("final val metrics:\n%s", format_table(final, pipeline.info.interval_seconds))
-    engine.close()
-    return EXIT_OK

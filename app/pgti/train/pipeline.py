@@ -7,12 +7,14 @@
    series ("replicated") or only this node's ranks' time span ("partitioned");
 3. the chronological split of window starts and the train-only scaler (fit once on rank 0,
    broadcast: every rank normalizes identically);
-4. per split, an `IndexBatcher` over this rank's window starts (training starts change every
-   epoch: `train_starts(epoch)`).
+4. one `WindowGather` per node array (replicated: one for every split), built on first use
+   and kept for the run: on a GPU it holds the run's one device copy of the raw array, which
+   training, validation, test and predict all read. The training batcher is kept too; each
+   epoch only replaces its window starts (`train_batches(epoch)`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,7 +22,9 @@ import torch
 from pgti.config import Config
 from pgti.data.format import DatasetInfo
 from pgti.data.scaler import Scaler
-from pgti.data.windows import IndexBatcher, WindowSpec, make_splits
+from pgti.data.batcher import IndexBatcher
+from pgti.data.splits import make_splits
+from pgti.data.windows import WindowGather, WindowSpec
 from pgti.distributed import partition
 from pgti.distributed.load import load_signals, node_time_span, open_dataset_once
 from pgti.distributed.world import run_on_root
@@ -58,6 +62,8 @@ class Pipeline:
     cfg: Config
     world: object
     device: torch.device
+    _gathers: dict = field(default_factory=dict, repr=False)  # id(node array) -> its WindowGather
+    _train_batcher: IndexBatcher | None = field(default=None, repr=False)
 
     @property
     def x_channels(self) -> int:
@@ -78,16 +84,34 @@ class Pipeline:
         """This rank's contiguous shard of a split's windows (may be empty; sums are reduced)."""
         return partition.eval_shard(self.splits[split], self.world.rank, self.world.size).starts
 
+    def gather(self, split: str) -> WindowGather:
+        """The gather over the node array that holds `split`, built once per array: on CUDA
+        the raw array is copied to the device here, once per run (GPU-index-batching)."""
+        shared = self.arrays[split]
+        key = id(shared)
+        if key not in self._gathers:
+            t0, t1 = shared.attrs["t0"], shared.attrs["t1"]
+            on_gpu = self.device.type == "cuda"
+            self._gathers[key] = WindowGather(shared.tensor(), self.info.timestamps[t0:t1], self.spec, self.scaler,
+                                              device=self.device if on_gpu else torch.device("cpu"))
+        return self._gathers[key]
+
     def batcher(self, split: str, starts: np.ndarray, batch_size: int, *, prefetch: bool = False) -> IndexBatcher:
         """Batches of the given absolute window starts, gathered from this node's array."""
-        shared = self.arrays[split]
-        t0, t1 = shared.attrs["t0"], shared.attrs["t1"]
-        return IndexBatcher(
-            shared.tensor(), self.info.timestamps[t0:t1], np.asarray(starts, dtype=np.int64) - t0, batch_size,
-            self.spec, self.scaler, shuffle=False, drop_last=False, device=self.device,
-            gather_on="device" if self.device.type == "cuda" else "host",
-            prefetch=prefetch and self.cfg.data.prefetch and self.device.type == "cpu",
-        )
+        local = np.asarray(starts, dtype=np.int64) - self.arrays[split].attrs["t0"]
+        return IndexBatcher.over(self.gather(split), local, batch_size, device=self.device,
+                                 prefetch=prefetch and self.cfg.data.prefetch and self.device.type == "cpu")
+
+    def train_batches(self, epoch: int, start_batch: int = 0) -> IndexBatcher:
+        """This rank's training batches of `epoch` from batch `start_batch` on: one batcher for
+        the run (its buffers and prefetch settings), given each epoch's window starts."""
+        starts = self.train_starts(epoch)
+        if self._train_batcher is None:
+            self._train_batcher = self.batcher("train", starts, self.cfg.train.batch_size, prefetch=True)
+        else:
+            self._train_batcher.set_window_starts(starts - self.arrays["train"].attrs["t0"])
+        self._train_batcher.set_epoch(epoch, start_batch=start_batch)
+        return self._train_batcher
 
     def eval_batches(self, split: str, batch_size: int) -> tuple[IndexBatcher, np.ndarray]:
         starts = self.eval_starts(split)

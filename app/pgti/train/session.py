@@ -13,11 +13,11 @@ from pgti.train.checkpoint import CheckpointManager, load_checkpoint
 from pgti.train.rundir import RunDir
 
 
-def build_model(cfg: Config, pipeline) -> torch.nn.Module:
-    from pgti.models.registry import build_model as build
+def model_for_run(cfg: Config, pipeline) -> torch.nn.Module:
+    from pgti.models.registry import build_model
 
     info = pipeline.info
-    return build(
+    return build_model(
         cfg.model.name, num_nodes=info.num_nodes, input_channels=pipeline.x_channels,
         output_channels=pipeline.y_channels, input_steps=cfg.data.input_steps, output_steps=cfg.data.output_steps,
         edge_index=info.edge_index, edge_weight=info.edge_weight, **cfg.model.params,
@@ -126,7 +126,7 @@ def load_for_inference(run_dir, checkpoint: str, overrides: list[str], world, sp
 
     pipeline = build_pipeline(cfg, world, device, scaler_state=state["scaler"], for_training=False,
                               before_load=before_load)
-    model = build_model(cfg, pipeline).to(device)
+    model = model_for_run(cfg, pipeline).to(device)
     load_weights(model, state["model"], path, world)
     model.eval()
     return InferenceSession(RunDir(run_dir), cfg, pipeline, model, path, state)
