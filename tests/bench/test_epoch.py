@@ -24,20 +24,42 @@ def one_thread():
 @pytest.mark.parametrize("channels", [1, 2])
 def test_first_step_loss_is_the_same_in_both_pipelines(make_dataset, one_thread, model, channels):
     data = make_dataset(T=400, N=6, C=channels, missing=0.1)
-    ours, pgt, setup = epoch.build_pipelines(data, model, batch_size=8, seed=3, **SMALL[model])
+    pgti, pgt, setup = epoch.build_pipelines(data, model, batch_size=8, seed=3, **SMALL[model])
     assert type(pgt.model).__name__ == epoch.REFERENCES[model]
-    for a, b in zip(ours.model.state_dict().values(), pgt.model.state_dict().values()):
+    for a, b in zip(pgti.model.state_dict().values(), pgt.model.state_dict().values()):
         assert torch.equal(a, b)  # same initial weights
     # Same windows, and the same readings scored: PGT-I's standardized float64 targets come back
-    # to exactly our raw float32 ones, missing readings (0) included.
-    x_ours, y_model_ours, y_ours = ours.prepare(next(ours.batches))
+    # to exactly pgti's raw float32 ones, missing readings (0) included.
+    x_pgti, _, y_pgti = pgti.prepare(next(pgti.batches))
     x_pgt, y_model_pgt, y_pgt = pgt.prepare(next(pgt.batches))
-    assert torch.allclose(x_ours, x_pgt, atol=1e-5)
-    assert torch.equal(y_ours, y_pgt) and bool((y_ours == 0).any())
-    ours, pgt, _ = epoch.build_pipelines(data, model, batch_size=8, seed=3, **SMALL[model])
-    first = [pipeline.step(0, timed=True) for pipeline in (ours, pgt)]
+    assert torch.allclose(x_pgti, x_pgt, atol=1e-5)
+    assert torch.equal(y_pgti, y_pgt) and bool((y_pgti == 0).any())
+    pgti, pgt, _ = epoch.build_pipelines(data, model, batch_size=8, seed=3, **SMALL[model])
+    first = [pipeline.step(0, timed=True) for pipeline in (pgti, pgt)]
     assert first[0] == pytest.approx(first[1], abs=1e-4)
     assert first[0] > 0
+
+
+def test_pgti_pipeline_trains_with_pgti_trains_step(make_dataset, one_thread, monkeypatch):
+    """The benchmark's pgti pipeline calls `pgti.train.step.train_step`, the function the
+    training loop calls, once per step (no copy of the step in the benchmark)."""
+    from pgti.train import loop, step
+
+    calls = []
+    real = step.train_step
+
+    def counting(parts, x, y, global_step):
+        calls.append(global_step)
+        return real(parts, x, y, global_step)
+
+    monkeypatch.setattr(step, "train_step", counting)
+    assert loop.train_step is real  # the loop's step is this very function
+    pgti, pgt, _ = epoch.build_pipelines(make_dataset(T=300, N=5, C=1), "dcrnn-pgt", batch_size=8, seed=3)
+    for k in range(3):
+        pgti.step(k, timed=False)
+        pgt.step(k, timed=False)
+    assert calls == [0, 1, 2]
+    assert pgti.parts.optimizer is not None and type(pgti.parts.engine).__name__ == "Engine"
 
 
 def test_measure_reports_both_pipelines_and_the_ratio(make_dataset, tmp_path, pgti_cli):
@@ -48,12 +70,12 @@ def test_measure_reports_both_pipelines_and_the_ratio(make_dataset, tmp_path, pg
     assert status == 0, stderr
     assert "speedup" in stdout and "epoch time = median measured time per step x steps per epoch" in stdout
     result = json.loads(out.read_text())
-    assert set(result["pipelines"]) == {"ours", "pgti"}
+    assert set(result["pipelines"]) == {"pgti", "pgt_i"}
     for p in result["pipelines"].values():
         assert len(p["step_seconds"]) == 2 and p["samples_per_s"] > 0 and len(p["losses"]) == 2
         assert p["epoch_time_s"] == pytest.approx(p["median_step_s"] * result["steps_per_epoch"])
-    assert result["speedup"] == pytest.approx(result["pipelines"]["pgti"]["median_step_s"]
-                                              / result["pipelines"]["ours"]["median_step_s"])
+    assert result["speedup"] == pytest.approx(result["pipelines"]["pgt_i"]["median_step_s"]
+                                              / result["pipelines"]["pgti"]["median_step_s"])
     assert result["first_step_loss_difference"] <= 1e-4
     assert result["parameters"] == 150  # PGT-I's configuration: C_in = C_out = 2 (speed, time of day), K = 3
 

@@ -1,22 +1,24 @@
-"""`pgti bench epoch`: end-to-end training throughput, our pipeline vs PGT-I's, one dataset and model.
+"""`pgti bench epoch`: end-to-end training throughput, pgti's pipeline vs PGT-I's, one dataset and model.
 
     pgti bench epoch --data FILE --model dcrnn-pgt|dcrnn [--batch-size 64] [--steps 5] [--warmup 1]
                      [--device cpu|cuda] [--threads T] [--json FILE]
 
 Two complete training pipelines are built in one process on the same dataset, from the same
 initial weights, and trained for the same number of steps on the same batches (same split,
-train-only scaler and shuffle order), with Adam (the model's published learning rate and
-epsilon) and the masked MAE in data units (`pgti.train.metrics.masked_mae_loss`):
+train-only scaler and shuffle order), with the model's published optimizer settings and the
+masked MAE in data units (`pgti.train.metrics.masked_mae_loss`):
 
-- ours: `IndexBatcher` gathers a batch from the one float32 raw array in one vectorized call
+- pgti: `IndexBatcher` gathers a batch from the one float32 raw array in one vectorized call
   (as `pgti train` does on a CPU, here without the prefetch thread, so every step pays its own
-  gather: conservative for us) and our batched sparse-diffusion model from
-  `pgti.models.registry.build_model`;
-- pgti (PGT-I): PGT-I's `IndexDataset` reproduced from its method (`pgti.data.baselines`:
+  gather: conservative for pgti), and `pgti.train.step.train_step` trains on it: the step
+  `pgti train` runs (its optimizer from `make_optimizer`, its scheduler, the single-process
+  engine), on the batched sparse-diffusion model from `pgti.models.registry.build_model`;
+- pgt_i (PGT-I): PGT-I's `IndexDataset` reproduced from its method (`pgti.bench.baselines`:
   one float64 array, a per-sample `__getitem__` and the default `DataLoader` collate, x and y
   both with every feature, cast to float32 after collation) and message passing over edges
-  replicated B times (`pgti.models.reference`: `PGTBatchedDCRNN` for dcrnn-pgt,
-  `MessagePassingDCRNN` for dcrnn), which load our state_dict.
+  replicated B times (`pgti.bench.reference`: `PGTBatchedDCRNN` for dcrnn-pgt,
+  `MessagePassingDCRNN` for dcrnn), which load pgti's state_dict, trained by PGT-I's step
+  (Adam, clip, step).
 
 dcrnn-pgt runs PGT-I's configuration: C_in = C_out = 2 (speed, time of day), K = 3, 150
 parameters; the loss scores the speed channel (PGT-I's scripts also score the time-of-day
@@ -25,7 +27,7 @@ K = 2, scheduled sampling; C_in = 2, C_out = 1). PGT-I's targets are standardize
 turned back into data units in the float64 they are held in, and a value within rounding of
 the missing value is the missing value again, so both pipelines score the same readings.
 
-The steps of the two pipelines are interleaved (ours, theirs, theirs, ours, ...), so a busy
+The steps of the two pipelines are interleaved (pgti, pgt_i, pgt_i, pgti, ...), so a busy
 spell on a shared machine slows both alike; after `--warmup` untimed steps each, the median of
 `--steps` timed steps is a pipeline's time per step: batch loading + forward + loss + backward +
 optimizer step. Samples/s = B / median; epoch time = median step time x steps per epoch (train
@@ -46,9 +48,9 @@ from pathlib import Path
 from pgti.errors import UserError
 
 MODELS = ("dcrnn-pgt", "dcrnn")
-PIPELINES = ("ours", "pgti")
-LABELS = {"ours": "pgti: IndexBatcher + batched sparse diffusion",
-          "pgti": "PGT-I: per-sample float64 DataLoader + replicated-edge message passing"}
+PIPELINES = ("pgti", "pgt_i")
+LABELS = {"pgti": "pgti: IndexBatcher + batched sparse diffusion, pgti train's step",
+          "pgt_i": "PGT-I: per-sample float64 DataLoader + replicated-edge message passing"}
 REFERENCES = {"dcrnn-pgt": "PGTBatchedDCRNN", "dcrnn": "MessagePassingDCRNN"}
 
 
@@ -91,14 +93,15 @@ class _Setup:
 
         from pgti.data.format import open_dataset
         from pgti.data.scaler import Scaler
-        from pgti.data.windows import WindowSpec, load_signals, make_splits
+        from pgti.data.splits import make_splits
+        from pgti.data.windows import WindowSpec, read_series
 
         self.info = info = open_dataset(data)
         self.model_name, self.batch_size, self.seed = model, batch_size, seed
         self.device = torch.device(device)
         self.spec = WindowSpec(12, 12, target_channels=(0,), time_of_day=True)
         self.targets = self.spec.targets(info.num_channels)
-        self.signals = load_signals(info)  # float32 [T, N, C] host tensor
+        self.signals = read_series(info)  # float32 [T, N, C] host tensor
         self.train = make_splits(info.num_steps)["train"]
         if len(self.train) < batch_size:
             raise UserError(f"{data}: {len(self.train)} training windows, fewer than one batch of {batch_size}")
@@ -114,20 +117,12 @@ class _Setup:
         return len(self.train) // self.batch_size
 
 
-class Pipeline:
-    """One training pipeline: `step(k)` loads batch k, trains on it; returns (loss, load_s, total_s)."""
+class TimedPipeline:
+    """One training pipeline: `step(k)` loads batch k and trains on it, timing both."""
 
     def __init__(self, name: str, setup: _Setup, model, batches):
-        import torch
-
-        from pgti.models.registry import get_spec
-
         self.name, self.setup, self.model = name, setup, model.to(setup.device).train()
-        defaults = get_spec(setup.model_name).training
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=defaults.learning_rate, eps=defaults.adam_eps)
-        self.grad_clip = defaults.grad_clip_norm
         self.batches = batches
-        self.missing = setup.info.missing_value
         self.losses: list[float] = []
         self.step_seconds: list[float] = []
         self.load_seconds: list[float] = []
@@ -135,24 +130,12 @@ class Pipeline:
     def step(self, k: int, timed: bool) -> float:
         import torch
 
-        from pgti.train.metrics import masked_mae_loss
-
         _sync(self.setup.device)
         began = time.perf_counter()
-        batch = next(self.batches)
-        x, y_model, y_data = self.prepare(batch)
+        x, y_model, y_data = self.prepare(next(self.batches))
         loaded = time.perf_counter()
         torch.manual_seed(self.setup.seed + 1 + k)  # the same scheduled-sampling coins in both pipelines
-        out = self.model(x, y_model, global_step=k)
-        n = len(self.setup.targets)
-        pred = self.setup.scaler.inverse_transform(out[..., :n].float(), channels=self.setup.targets)
-        loss = masked_mae_loss(pred, y_data, self.missing)
-        self.optimizer.zero_grad()
-        loss.backward()
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
-        value = loss.item()  # synchronizes a GPU too
+        value = self.train(x, y_model, y_data, k).item()  # synchronizes a GPU too
         done = time.perf_counter()
         self.losses.append(value)
         if timed:
@@ -161,17 +144,47 @@ class Pipeline:
         return value
 
 
-class OursPipeline(Pipeline):
-    """`IndexBatcher` batches: x normalized with calendar, y raw targets (as `pgti train`)."""
+class PgtiPipeline(TimedPipeline):
+    """`IndexBatcher` batches (x normalized with calendar, y raw targets) and `pgti train`'s
+    `train_step`, with the optimizer and scheduler it builds from the model's recipe."""
+
+    def __init__(self, name, setup, model, batches):
+        from pgti.distributed.engine import Engine
+        from pgti.train.metrics import masked_mae_loss
+        from pgti.train.step import StepParts, make_optimizer, make_scheduler
+
+        super().__init__(name, setup, model, batches)
+        cfg = recipe_config(setup.model_name)
+        optimizer = make_optimizer(cfg, self.model)
+        self.parts = StepParts(
+            _first_channels(self.model, len(setup.targets)), optimizer, Engine(None, setup.device), setup.scaler,
+            setup.targets, setup.info.missing_value, masked_mae_loss, list(self.model.parameters()),
+            cfg.train.grad_clip, make_scheduler(cfg, optimizer, setup.steps_per_epoch, 1),
+            device_type=setup.device.type)
 
     def prepare(self, batch):
         x, y, _ = batch
-        y_model = self.setup.scaler.transform(y, channels=self.setup.targets)  # teacher forcing sees model units
-        return x, y_model, y
+        return x, None, y  # train_step scales y for teacher forcing itself
+
+    def train(self, x, y_model, y_data, k):
+        from pgti.train.step import train_step
+
+        return train_step(self.parts, x, y_data, global_step=k)
 
 
-class PGTPipeline(Pipeline):
-    """PGT-I's batches: x and y float64 with every feature (standardized speed, time of day)."""
+class PGTPipeline(TimedPipeline):
+    """PGT-I's batches (x and y float64 with every feature: standardized speed, time of day)
+    and PGT-I's step: Adam with the model's published rate and epsilon, clip, step."""
+
+    def __init__(self, name, setup, model, batches):
+        import torch
+
+        from pgti.models.registry import get_spec
+
+        super().__init__(name, setup, model, batches)
+        recipe = get_spec(setup.model_name).training
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=recipe.learning_rate, eps=recipe.adam_eps)
+        self.grad_clip = recipe.grad_clip_norm
 
     def prepare(self, batch):
         import torch
@@ -185,33 +198,78 @@ class PGTPipeline(Pipeline):
         data_units = y64[..., channels] * std + mean  # in the precision PGT-I holds y in
         # A missing reading (0) went through (0 - mean) / std and back: snap the rounding residue.
         tolerance = 1e-5 * (mean.abs() + std)
-        data_units = data_units.masked_fill((data_units - self.missing).abs() <= tolerance, self.missing)
+        missing = s.info.missing_value
+        data_units = data_units.masked_fill((data_units - missing).abs() <= tolerance, missing)
         return x, y_model, data_units.float()
+
+    def train(self, x, y_model, y_data, k):
+        import torch
+
+        from pgti.train.metrics import masked_mae_loss
+
+        s = self.setup
+        out = self.model(x, y_model, global_step=k)
+        pred = s.scaler.inverse_transform(out[..., :len(s.targets)].float(), channels=s.targets)
+        loss = masked_mae_loss(pred, y_data, s.info.missing_value)
+        self.optimizer.zero_grad()
+        loss.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return loss
+
+
+def recipe_config(model: str):
+    """A `pgti train` config of `model` with its published training recipe."""
+    from pgti.config import Config
+    from pgti.models.registry import get_spec
+
+    cfg, recipe = Config(), get_spec(model).training
+    t = cfg.train
+    t.optimizer, t.lr, t.eps, t.weight_decay = recipe.optimizer, recipe.learning_rate, recipe.adam_eps, recipe.weight_decay
+    t.milestones, t.gamma, t.grad_clip = list(recipe.lr_milestones), recipe.lr_decay, recipe.grad_clip_norm or 0.0
+    return cfg
+
+
+def _first_channels(model, count: int):
+    """`model`, scoring its first `count` output channels (dcrnn-pgt echoes every input
+    channel, as PGT-I configures it; the loss scores the targets)."""
+    import torch
+
+    class FirstChannels(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x, y=None, *, global_step=None):
+            out = self.inner(x, y, global_step=global_step)
+            return out if out.shape[-1] == count else out[..., :count]
+
+    return FirstChannels()
 
 
 def build_pipelines(data, model: str, *, batch_size: int = 64, device="cpu", seed: int = 0, **overrides):
-    """(ours, pgti, setup): both pipelines on `data`, same initial weights, same batch order.
+    """(pgti, pgt_i, setup): both pipelines on `data`, same initial weights, same batch order.
     `overrides` replace model hyper-parameters (e.g. hidden_size=8 in tests)."""
     import torch
 
-    from pgti.data import baselines
+    from pgti.bench import baselines, reference
     from pgti.data.batcher import IndexBatcher
-    from pgti.models import reference
     from pgti.models.registry import build_model
 
     setup = _Setup(data, model, batch_size, device, seed)
     setup.kwargs.update(overrides)
     torch.manual_seed(seed)
-    ours_model = build_model(model, **setup.kwargs)
+    pgti_model = build_model(model, **setup.kwargs)
     pgt_model = getattr(reference, REFERENCES[model])(**setup.kwargs)
-    pgt_model.load_state_dict(ours_model.state_dict())
+    pgt_model.load_state_dict(pgti_model.state_dict())
 
     on_gpu = setup.device.type == "cuda"
     batcher = IndexBatcher(setup.signals, setup.info.timestamps, setup.train, batch_size, setup.spec, setup.scaler,
                            shuffle=True, seed=seed, drop_last=True, device=setup.device,
                            gather_on="device" if on_gpu else "host")
 
-    def our_batches():
+    def pgti_batches():
         epoch = 0
         while True:
             batcher.set_epoch(epoch)
@@ -229,9 +287,9 @@ def build_pipelines(data, model: str, *, batch_size: int = 64, device="cpu", see
                                                    drop_last=True)
             epoch += 1
 
-    ours = OursPipeline("ours", setup, ours_model, our_batches())
-    pgt = PGTPipeline("pgti", setup, pgt_model, pgt_batches())
-    return ours, pgt, setup
+    pgti = PgtiPipeline("pgti", setup, pgti_model, pgti_batches())
+    pgt = PGTPipeline("pgt_i", setup, pgt_model, pgt_batches())
+    return pgti, pgt, setup
 
 
 # --------------------------------------------------------------------------- measurement
@@ -250,17 +308,17 @@ def measure(data, model: str, *, batch_size: int = 64, steps: int = 5, warmup: i
     torch.set_num_threads(threads)
     load_before = os.getloadavg()
     began = time.perf_counter()
-    ours, pgt, setup = build_pipelines(data, model, batch_size=batch_size, device=device, seed=seed)
+    pgti, pgt, setup = build_pipelines(data, model, batch_size=batch_size, device=device, seed=seed)
     setup_s = time.perf_counter() - began
     for k in range(warmup + steps):
-        order = (ours, pgt) if k % 2 == 0 else (pgt, ours)  # alternate who goes first
+        order = (pgti, pgt) if k % 2 == 0 else (pgt, pgti)  # alternate who goes first
         for pipeline in order:
             pipeline.step(k, timed=k >= warmup)
     info = setup.info
     result = {
         "benchmark": "epoch", "dataset": str(data), "dataset_name": info.name, "num_nodes": info.num_nodes,
         "num_steps": info.num_steps, "num_edges": info.num_edges, "model": model,
-        "parameters": sum(p.numel() for p in ours.model.parameters()), "batch_size": batch_size,
+        "parameters": sum(p.numel() for p in pgti.model.parameters()), "batch_size": batch_size,
         "device": device, "threads": threads if device == "cpu" else None,
         "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
         "train_windows": len(setup.train), "steps_per_epoch": setup.steps_per_epoch, "warmup": warmup,
@@ -269,7 +327,7 @@ def measure(data, model: str, *, batch_size: int = 64, steps: int = 5, warmup: i
         "epoch_time_method": "median measured time per step x steps per epoch (train windows // batch size)",
         "pipelines": {},
     }
-    for p in (ours, pgt):
+    for p in (pgti, pgt):
         median = statistics.median(p.step_seconds)
         result["pipelines"][p.name] = {
             "label": LABELS[p.name], "model_class": type(p.model).__name__, "step_seconds": p.step_seconds,
@@ -277,9 +335,9 @@ def measure(data, model: str, *, batch_size: int = 64, steps: int = 5, warmup: i
             "median_load_s": statistics.median(p.load_seconds), "samples_per_s": batch_size / median,
             "epoch_time_s": median * setup.steps_per_epoch, "losses": p.losses,
         }
-    mine, theirs = result["pipelines"]["ours"], result["pipelines"]["pgti"]
+    mine, theirs = result["pipelines"]["pgti"], result["pipelines"]["pgt_i"]
     result["speedup"] = theirs["median_step_s"] / mine["median_step_s"]
-    result["first_step_loss_difference"] = abs(ours.losses[0] - pgt.losses[0])
+    result["first_step_loss_difference"] = abs(pgti.losses[0] - pgt.losses[0])
     return result
 
 
@@ -293,7 +351,7 @@ def format_result(r: dict) -> str:
     for name, p in r["pipelines"].items():
         lines.append(f"{name:<8}{p['median_step_s']:>9.3f}{p['median_load_s']:>9.4f}{p['samples_per_s']:>11.1f}"
                      f"{_duration(p['epoch_time_s']):>14}  {p['label']}")
-    lines.append(f"speedup      {r['speedup']:.2f}x samples/s, ours vs PGT-I (same steps, data and initial weights); "
+    lines.append(f"speedup      {r['speedup']:.2f}x samples/s, pgti vs PGT-I (same steps, data and initial weights); "
                  f"first-step loss |difference| {r['first_step_loss_difference']:.1e}")
     lines.append(f"epoch time = {r['epoch_time_method']}; 1-minute load average "
                  f"{r['load_average_before']:.1f} before, {r['load_average_after']:.1f} after")
@@ -310,7 +368,7 @@ def chart(results: list[dict], path) -> Path:
 
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(results) + 2), 3.8))
     xs = np.arange(len(results))
-    for offset, name in ((-0.2, "ours"), (0.2, "pgti")):
+    for offset, name in ((-0.2, "pgti"), (0.2, "pgt_i")):
         ax.bar(xs + offset, [r["pipelines"][name]["samples_per_s"] for r in results], 0.4, label=LABELS[name])
     for x, r in zip(xs, results):
         top = max(p["samples_per_s"] for p in r["pipelines"].values())
