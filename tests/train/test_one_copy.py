@@ -45,3 +45,30 @@ def test_one_gather_per_node_array_across_epochs_and_validation(tiny_data, tmp_p
     # predict likewise
     gathers = _gathers("predict", str(run_dir), "--out", str(tmp_path / "p.h5"))
     assert len(gathers) == 1, gathers
+
+
+def _peak_device_bytes(data, run_dir) -> int:
+    """Train 5 steps on CUDA (a stop at max_steps inside the epoch: validation then runs while
+    the training batcher is alive); the run's recorded peak device memory."""
+    from train_helpers import run_train
+
+    proc = run_train(data, run_dir, "train.device=cuda", "dist.engine=ddp", "train.batch_size=4",
+                     "train.max_steps=5", "log.plots=false", "data.ratios=[0.8, 0.05, 0.15]", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return rows[-1]["peak_device_bytes"]
+
+
+@pytest.mark.gpu
+def test_gpu_training_holds_one_device_copy_of_the_raw_array(make_dataset, tmp_path):
+    """Peak device memory < 1.2 x (raw array + one step's own memory), where one step's memory
+    (model, optimizer state, a batch and its activations) is the peak of the same run on a
+    series too short to matter. A second copy (one per batcher) would need about 2 x raw."""
+    steps, nodes = 50_000, 1_000
+    big = make_dataset("big.h5", T=steps, N=nodes, C=1, missing=0.0)
+    small = make_dataset("small.h5", T=800, N=nodes, C=1, missing=0.0)
+    raw_bytes = steps * nodes * 4
+    step_bytes = _peak_device_bytes(small, tmp_path / "small-run")
+    peak = _peak_device_bytes(big, tmp_path / "big-run")
+    assert step_bytes < raw_bytes / 2, "the model is too large for this test to tell one copy from two"
+    assert peak < 1.2 * (raw_bytes + step_bytes), (peak, raw_bytes, step_bytes)
