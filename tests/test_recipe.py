@@ -1,6 +1,7 @@
 """A model's published recipe fills the [train] keys a config leaves unset; a key given wins."""
 import dataclasses
 import os
+import pickle
 import subprocess
 import sys
 import tomllib
@@ -108,6 +109,7 @@ def test_saved_config_marks_the_recipe_and_loads_back_identically(name):
     assert again == cfg and config_hash(again) == config_hash(cfg)
     assert again.recipe.values == {}  # every key is explicit now: a later recipe change leaves it alone
     assert "recipe" not in to_toml(again)
+    assert pickle.loads(pickle.dumps(cfg)).recipe == cfg.recipe  # rank 0 broadcasts the loaded config
 
 
 def test_config_object_default_has_no_recipe_marks():

@@ -11,9 +11,8 @@ directory), and `config_hash(cfg)` fingerprints the fields that change what is t
 checkpoint is only resumed under the config that made it.
 
 A [train] key (and data.input_steps / output_steps) that neither the file nor --set gives
-takes the chosen model's published value (`pgti.recipe`); `cfg.recipe` says which did, and
-`to_toml` marks them. The dataclass defaults below are the generic ones (DCRNN's recipe, but
-without early stopping), used by `Config()` itself.
+takes the chosen model's published value (`pgti.recipe`; `cfg.recipe` says which did). The
+defaults below are generic (DCRNN's recipe without early stopping): `Config()` itself.
 """
 from __future__ import annotations
 
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from pgti.errors import UserError
 from pgti.models.registry import check_hyperparameter, get_spec, model_names
+from pgti.recipe import apply_recipe
 
 
 def _opt(default, help: str, *, choices=None, min=None, max=None, resume_safe=False, numbers_ok=False,
@@ -264,13 +264,10 @@ def config_from_dict(raw: dict, source: str = "config", from_set: frozenset[str]
                 raise UserError(f"{where(f'{section}.{key}')}: unknown key{hint}")
             setattr(obj, key, _coerce(where(f"{section}.{key}"), value, types[key], fields[key].metadata))
 
-    def coerce(where: str, key: str, value):
-        section, name = key.split(".")
+    def coerce(where: str, section: str, name: str, value):
         obj = getattr(cfg, section)
         meta = {f.name: f.metadata for f in dataclasses.fields(obj)}[name]
         return _coerce(where, value, _section_types(type(obj))[name], meta)
-
-    from pgti.recipe import apply_recipe
 
     cfg.recipe = apply_recipe(cfg, {f"{s}.{k}" for s, values in raw.items() for k in values}, coerce)
     validate(cfg, source, from_set)

@@ -15,9 +15,11 @@ value (also one equal to TrainConfig's generic default). The keys filled are kep
     lr_milestones       -> train.milestones    loss              -> train.loss
     lr_decay            -> train.gamma         input_steps, output_steps -> data.input_steps, .output_steps
 
-`train.schedule` is not part of a recipe: it stays "multistep", whose empty milestones mean
-a constant rate. The window lengths are applied too, so a recipe is the whole published
-setting; every recipe today is 12 -> 12, the data section's own default.
+`train.schedule` is no recipe key: its default "multistep" with a recipe's empty milestones
+is a constant rate. The window lengths are applied too: they are the task the published
+numbers are for (12 -> 12 in every recipe today, the data section's own default). Reading
+a recipe imports the model's module (torch), as config loading already does to check
+model.params; importing this module (and pgti.config) does not.
 """
 from __future__ import annotations
 
@@ -36,8 +38,9 @@ class Recipe:
         """Comment lines for a written config: what the `# recipe` marks mean."""
         if not self.values:
             return []
+        source = " ".join(self.source.split())  # one comment line, whatever the string holds
         return [f"# Keys marked 'from {self.model}'s recipe' were not given: they are the values {self.model} "
-                "was published with,", f"# from {self.source}."]
+                "was published with,", f"# from {source}."]
 
     def mark(self, key: str) -> str:
         """The comment prefix for `key` (`section.key`): '' unless the recipe filled it."""
@@ -78,14 +81,14 @@ def published_values(model: str) -> tuple[dict, str]:
 
 def apply_recipe(cfg, given: set[str], coerce) -> Recipe:
     """Fill each recipe key of `cfg` not in `given` (the `section.key`s the file and --set
-    give) with `cfg.model.name`'s value, checked by `coerce(where, key, value)` like a value
-    from a file; returns what was filled."""
+    give) with `cfg.model.name`'s value, checked by `coerce(where, section, key, value)` like
+    a value from a file; returns what was filled."""
     values, source = published_values(cfg.model.name)
     filled = {}
     for key, value in values.items():
         if key in given:
             continue
         section, name = key.split(".")
-        setattr(getattr(cfg, section), name, coerce(f"{cfg.model.name}'s recipe: {key}", key, value))
+        setattr(getattr(cfg, section), name, coerce(f"{cfg.model.name}'s recipe: {key}", section, name, value))
         filled[key] = getattr(getattr(cfg, section), name)
     return Recipe(cfg.model.name, source, filled)
