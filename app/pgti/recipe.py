@@ -35,7 +35,7 @@ class Recipe:
     values: dict = field(default_factory=dict)
 
     def header(self) -> list[str]:
-        """Comment lines for a written config: what the `# recipe` marks mean."""
+        """Comment lines for a written config: what the 'from X's recipe' marks mean."""
         if not self.values:
             return []
         source = " ".join(self.source.split())  # one comment line, whatever the string holds
