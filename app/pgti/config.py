@@ -9,6 +9,10 @@ is an error with a "did you mean" suggestion; a value of the wrong type or out o
 the key and what is allowed. `to_toml(cfg)` writes the resolved config (saved in the run
 directory), and `config_hash(cfg)` fingerprints the fields that change what is trained, so a
 checkpoint is only resumed under the config that made it.
+
+A [train] key (and data.input_steps / output_steps) that neither the file nor --set gives
+takes the chosen model's published value (`pgti.recipe`; `cfg.recipe` says which did). The
+defaults below are generic (DCRNN's recipe without early stopping): `Config()` itself.
 """
 from __future__ import annotations
 
@@ -24,13 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgti.errors import UserError
+from pgti.models.registry import check_hyperparameter, get_spec, model_names
+from pgti.recipe import apply_recipe
 
 
-def _opt(default, help: str, *, choices=None, min=None, max=None, resume_safe=False, numbers_ok=False):
+def _opt(default, help: str, *, choices=None, min=None, max=None, resume_safe=False, numbers_ok=False,
+         hash_at_default=True):
     """A config field: its default, its help text, what is allowed, and whether changing it
-    between a checkpoint and its resume is harmless (not part of the config hash)."""
+    between a checkpoint and its resume is harmless (not part of the config hash).
+    `hash_at_default=False`: left out of the hash while at its default (a key added after
+    checkpoints existed, so theirs keep their hash)."""
     meta = {"help": help, "choices": choices, "min": min, "max": max, "resume_safe": resume_safe,
-            "numbers_ok": numbers_ok}
+            "numbers_ok": numbers_ok, "hash_at_default": hash_at_default}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -64,7 +73,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = _opt("dcrnn", "model name", choices=["dcrnn", "dcrnn-pgt", "a3tgcn", "gwnet"])
+    name: str = _opt("dcrnn", "model name", choices=model_names())
     params: dict = _opt({}, "model hyper-parameters overriding the model's defaults (see `pgti info model`)")
 
 
@@ -82,6 +91,8 @@ class TrainConfig:
     gamma: float = _opt(0.1, "multistep: decay factor", min=0.0, max=1.0)
     warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs (also for lr scaling)", min=0.0)
     grad_clip: float = _opt(5.0, "clip the global gradient norm (0 = off)", min=0.0)
+    loss: str = _opt("masked_mae", "training loss over non-missing targets: masked_mae (DCRNN's) or "
+                     "masked_mse", choices=["masked_mae", "masked_mse"], hash_at_default=False)
     bf16: bool = _opt(False, "bfloat16 autocast on GPU")
     patience: int = _opt(0, "early stopping: epochs without val improvement (0 = off)", min=0, resume_safe=True)
     max_steps: int = _opt(0, "stop after this many optimizer steps (0 = no limit)", min=0, resume_safe=True)
@@ -130,6 +141,9 @@ class Config:
     dist: DistConfig = field(default_factory=DistConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    # Not a field (no annotation): the pgti.recipe.Recipe whose values filled keys left unset,
+    # set by config_from_dict; never written as a key, hashed or compared.
+    recipe = None
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
@@ -249,6 +263,13 @@ def config_from_dict(raw: dict, source: str = "config", from_set: frozenset[str]
                 hint = f" (it is {owner}.{key}, in [{owner}])" if owner else _suggest(key, fields)
                 raise UserError(f"{where(f'{section}.{key}')}: unknown key{hint}")
             setattr(obj, key, _coerce(where(f"{section}.{key}"), value, types[key], fields[key].metadata))
+
+    def coerce(where: str, section: str, name: str, value):
+        obj = getattr(cfg, section)
+        meta = {f.name: f.metadata for f in dataclasses.fields(obj)}[name]
+        return _coerce(where, value, _section_types(type(obj))[name], meta)
+
+    cfg.recipe = apply_recipe(cfg, {f"{s}.{k}" for s, values in raw.items() for k in values}, coerce)
     validate(cfg, source, from_set)
     return cfg
 
@@ -273,8 +294,6 @@ def validate(cfg: Config, source: str = "config", from_set: frozenset[str] = fro
         raise UserError(f"{where('train.milestones')}: {t.milestones} must be increasing")
     if t.time_limit:
         parse_duration(t.time_limit, where("train.time_limit"))
-
-    from pgti.models.registry import check_hyperparameter, get_spec
 
     known = get_spec(cfg.model.name).hyperparameters
     for key, value in cfg.model.params.items():
@@ -347,6 +366,7 @@ def _toml_value(value) -> str:
 
 def to_toml(cfg: Config) -> str:
     lines = ["# pgti resolved configuration (every key, defaults included)"]
+    lines += cfg.recipe.header() if cfg.recipe else []
     for section in SECTIONS:
         obj = getattr(cfg, section)
         tables = []
@@ -356,7 +376,8 @@ def to_toml(cfg: Config) -> str:
             if isinstance(value, dict):
                 tables.append((f"{section}.{f.name}", value))
             else:
-                lines.append(f"{f.name} = {_toml_value(value)}  # {f.metadata['help']}")
+                mark = cfg.recipe.mark(f"{section}.{f.name}") if cfg.recipe else ""
+                lines.append(f"{f.name} = {_toml_value(value)}  # {mark}{f.metadata['help']}")
         for name, table in tables:
             lines.append(f"\n[{name}]")
             lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
@@ -368,10 +389,12 @@ def to_dict(cfg: Config) -> dict:
 
 
 def config_hash(cfg: Config) -> str:
-    """Fingerprint of what is trained (fields marked resume_safe are left out)."""
+    """Fingerprint of what is trained (fields marked resume_safe are left out, and those marked
+    hash_at_default=False while at their default)."""
     ident = {}
     for section in SECTIONS:
         obj = getattr(cfg, section)
         ident[section] = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
-                          if not f.metadata.get("resume_safe")}
+                          if not f.metadata.get("resume_safe")
+                          and (f.metadata.get("hash_at_default", True) or getattr(obj, f.name) != f.default)}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,4 +1,7 @@
 """Config: TOML + --set, validated up front with one clear message per mistake."""
+import dataclasses
+import hashlib
+import json
 import tomllib
 
 import pytest
@@ -56,6 +59,26 @@ def test_hash_ignores_resume_safe_fields_only():
     assert config_hash(a) == config_hash(b)
     b.train.lr = 0.123
     assert config_hash(a) != config_hash(b)
+
+
+def test_a_key_added_later_is_hashed_only_off_its_default():
+    """train.loss came after checkpoints existed: at its default it leaves the hash alone."""
+    a = Config()
+    fields = [f for f in dataclasses.fields(a.train) if f.name != "loss"]
+    ident = {s: {f.name: getattr(getattr(a, s), f.name) for f in dataclasses.fields(getattr(a, s))
+                 if not f.metadata["resume_safe"]} for s in ("data", "model", "dist", "checkpoint", "log")}
+    ident["train"] = {f.name: getattr(a.train, f.name) for f in fields if not f.metadata["resume_safe"]}
+    before = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]  # the old formula
+    assert config_hash(a) == before
+    a.train.loss = "masked_mse"
+    assert config_hash(a) != before
+
+
+def test_model_name_choices_are_the_registry_names():
+    from pgti.models.registry import model_names
+
+    assert "'dcrnn', 'dcrnn-pgt', 'a3tgcn', 'gwnet'" in _error(["model.name=stgcn"])
+    assert {f.name: f for f in dataclasses.fields(Config().model)}["name"].metadata["choices"] == model_names()
 
 
 def test_durations():

@@ -2,7 +2,10 @@
 import numpy as np
 import torch
 
-from pgti.train.metrics import MetricSums, format_table, masked_mae_loss
+import pytest
+
+from pgti.errors import UserError
+from pgti.train.metrics import MetricSums, format_table, masked_mae_loss, masked_mse_loss, training_loss
 
 
 def _numpy_metrics(pred, y):
@@ -44,6 +47,26 @@ def test_masked_mae_loss_ignores_missing():
     y = torch.tensor([[1.0, 0.0, 3.0]])
     pred = torch.tensor([[2.0, 100.0, 1.0]])
     assert torch.isclose(masked_mae_loss(pred, y), torch.tensor(1.5))
+
+
+def test_masked_mse_loss_is_the_mean_square_over_non_missing_targets():
+    y = torch.tensor([[1.0, 0.0, 3.0], [0.0, 2.0, -1.0]])
+    pred = torch.tensor([[2.0, 100.0, 1.0], [-50.0, 5.0, -1.0]])
+    loss = masked_mse_loss(pred, y)
+    assert loss.dtype == torch.float32 and loss.item() == (1 + 4 + 9 + 0) / 4
+    assert masked_mse_loss(pred.double(), y.double()).dtype == torch.float64
+    other = masked_mse_loss(pred, y, missing_value=-1.0)  # zeros scored, -1 skipped
+    assert other == torch.tensor((1 + 100 ** 2 + 4 + 50 ** 2 + 9) / 5, dtype=torch.float32)
+    assert masked_mse_loss(pred, torch.zeros_like(y)).item() == 0.0  # nothing scored: 0, not NaN
+    pred.requires_grad_(True)
+    masked_mse_loss(pred, y).backward()
+    assert pred.grad[0, 1] == 0 and pred.grad[1, 0] == 0  # missing targets give no gradient
+
+
+def test_training_loss_by_config_name():
+    assert training_loss("masked_mae") is masked_mae_loss and training_loss("masked_mse") is masked_mse_loss
+    with pytest.raises(UserError, match="unknown loss 'mse'; choose one of: masked_mae, masked_mse"):
+        training_loss("mse")
 
 
 def test_update_in_chunks_leaves_inputs_alone_and_skips_empty_batches(monkeypatch):

@@ -16,6 +16,8 @@ import math
 import numpy as np
 import torch
 
+from pgti.errors import UserError
+
 REPORT_STEPS = (3, 6, 12)  # 15 / 30 / 60 minutes at 5-minute data, as in the literature
 
 
@@ -24,6 +26,25 @@ def masked_mae_loss(pred: torch.Tensor, target: torch.Tensor, missing_value: flo
     mask = (target != missing_value).to(pred.dtype)
     count = mask.sum()
     return ((pred - target).abs() * mask).sum() / count.clamp_min(1.0)
+
+
+def masked_mse_loss(pred: torch.Tensor, target: torch.Tensor, missing_value: float = 0.0) -> torch.Tensor:
+    """Mean (pred - target)^2 over non-missing targets (0 if none): A3T-GCN's L2 loss, masked
+    like masked_mae_loss (its authors' data had no missing readings to skip)."""
+    mask = (target != missing_value).to(pred.dtype)
+    count = mask.sum()
+    return ((pred - target).square() * mask).sum() / count.clamp_min(1.0)
+
+
+LOSSES = {"masked_mae": masked_mae_loss, "masked_mse": masked_mse_loss}  # the choices of train.loss
+
+
+def training_loss(name: str):
+    """The loss `train.loss = name` names: `loss(pred, target, missing_value) -> scalar tensor`."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise UserError(f"train.loss: unknown loss {name!r}; choose one of: {', '.join(LOSSES)}") from None
 
 
 _CHUNK_VALUES = 1 << 21  # values per float64 temporary in MetricSums.update (16 MiB)
