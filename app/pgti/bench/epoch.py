@@ -146,19 +146,21 @@ class TimedPipeline:
 
 class PgtiPipeline(TimedPipeline):
     """`IndexBatcher` batches (x normalized with calendar, y raw targets) and `pgti train`'s
-    `train_step`, with the optimizer and scheduler it builds from the model's recipe."""
+    `train_step`, with the optimizer, scheduler and loss that `pgti train` builds from a
+    config of this model alone (its published recipe)."""
 
     def __init__(self, name, setup, model, batches):
+        from pgti.config import config_from_dict
         from pgti.distributed.engine import Engine
-        from pgti.train.metrics import masked_mae_loss
+        from pgti.train.metrics import training_loss
         from pgti.train.step import StepParts, make_optimizer, make_scheduler
 
         super().__init__(name, setup, model, batches)
-        cfg = recipe_config(setup.model_name)
+        cfg = config_from_dict({"model": {"name": setup.model_name}})  # the model's published recipe
         optimizer = make_optimizer(cfg, self.model)
         self.parts = StepParts(
             _first_channels(self.model, len(setup.targets)), optimizer, Engine(None, setup.device), setup.scaler,
-            setup.targets, setup.info.missing_value, masked_mae_loss, list(self.model.parameters()),
+            setup.targets, setup.info.missing_value, training_loss(cfg.train.loss), list(self.model.parameters()),
             cfg.train.grad_clip, make_scheduler(cfg, optimizer, setup.steps_per_epoch, 1),
             device_type=setup.device.type)
 
@@ -217,18 +219,6 @@ class PGTPipeline(TimedPipeline):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
         return loss
-
-
-def recipe_config(model: str):
-    """A `pgti train` config of `model` with its published training recipe."""
-    from pgti.config import Config
-    from pgti.models.registry import get_spec
-
-    cfg, recipe = Config(), get_spec(model).training
-    t = cfg.train
-    t.optimizer, t.lr, t.eps, t.weight_decay = recipe.optimizer, recipe.learning_rate, recipe.adam_eps, recipe.weight_decay
-    t.milestones, t.gamma, t.grad_clip = list(recipe.lr_milestones), recipe.lr_decay, recipe.grad_clip_norm or 0.0
-    return cfg
 
 
 def _first_channels(model, count: int):

@@ -32,7 +32,7 @@ from pgti.distributed.world import run_on_root
 from pgti.errors import EXIT_OK, EXIT_RESUBMIT, UserError
 from pgti.train.checkpoint import RESUME_KEYS, CheckpointManager, check_config_hash, find_resumable, load_checkpoint
 from pgti.train.evaluate import evaluate_split
-from pgti.train.metrics import format_table, masked_mae_loss
+from pgti.train.metrics import format_table, training_loss
 from pgti.train.pipeline import Pipeline, build_pipeline
 from pgti.train.plots import plot_curves
 from pgti.train.progress import Progress
@@ -91,7 +91,7 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
     scheduler = make_scheduler(cfg, optimizer, steps_per_epoch, world.size, ckpt["scheduler"] if ckpt else None)
     restore_rng(t.seed, world, ckpt)
     parts = StepParts(train_model, optimizer, engine, pipeline.scaler, pipeline.spec.targets(pipeline.info.num_channels),
-                      pipeline.info.missing_value, masked_mae_loss, list(model.parameters()), t.grad_clip, scheduler,
+                      pipeline.info.missing_value, training_loss(t.loss), list(model.parameters()), t.grad_clip, scheduler,
                       autocast=t.bf16 and device.type == "cuda", device_type=device.type)
     limit = parse_duration(t.time_limit) if t.time_limit else None
     r = Run(cfg, world, run_dir, pipeline, model, parts, manager, Deadline.from_environment(started, limit), chash,
