@@ -34,7 +34,7 @@ def test_bench_loader_runs_every_method_in_its_own_process(make_dataset, pgti_cl
     assert results["memcpy"]["peak_rss_bytes"] - results["memcpy"]["base_rss_bytes"] > 0.9 * (1 << 30)
     assert results["index"]["peak_rss_bytes"] - results["index"]["base_rss_bytes"] < 256 << 20
     assert results["index"]["watched_imports"] == []  # no pandas, matplotlib, torch_geometric, baselines...
-    assert results["per_sample_pgt"]["watched_imports"] == ["pgti.data.baselines"]
+    assert results["per_sample_pgt"]["watched_imports"] == ["pgti.bench.baselines"]
 
 
 def test_bench_loader_rejects_unknown_methods_and_missing_files(make_dataset, pgti_cli, tmp_path):

@@ -11,7 +11,7 @@ import torch
 from helpers_windows import (dcrnn_split, dcrnn_time_in_day, dcrnn_windows, random_config, random_series,
                              strided_window_starts)
 
-from pgti.data.baselines import materialize_windows
+from pgti.bench.baselines import materialize_windows
 from pgti.data.scaler import Scaler
 from pgti.data.windows import (SPLITS, IndexBatcher, WindowGather, WindowSpec, all_window_starts,
                                calendar_features, count_windows, dcrnn_split_counts, epoch_order, load_signals,

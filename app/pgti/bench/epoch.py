@@ -194,9 +194,9 @@ def build_pipelines(data, model: str, *, batch_size: int = 64, device="cpu", see
     `overrides` replace model hyper-parameters (e.g. hidden_size=8 in tests)."""
     import torch
 
-    from pgti.data import baselines
+    from pgti.bench import baselines
     from pgti.data.batcher import IndexBatcher
-    from pgti.models import reference
+    from pgti.bench import reference
     from pgti.models.registry import build_model
 
     setup = _Setup(data, model, batch_size, device, seed)

@@ -58,7 +58,7 @@ from pgti.errors import UserError
 METHODS = ("materialized", "per_sample_pgt", "per_sample", "index", "index_fp16", "memcpy")
 ROUNDS = 5
 # Heavy modules no loader method needs: a child reports which of them it has imported anyway.
-WATCHED_IMPORTS = ("pandas", "matplotlib", "torch_geometric", "scipy", "sympy", "mpi4py", "pgti.data.baselines")
+WATCHED_IMPORTS = ("pandas", "matplotlib", "torch_geometric", "scipy", "sympy", "mpi4py", "pgti.bench.baselines")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -214,7 +214,7 @@ def measure_one(method: str, args) -> dict:
     if method != "memcpy":  # what the method needs, imported before the base RSS; index needs no baselines
         from pgti.data import batcher, scaler, windows  # noqa: F401
         if not method.startswith("index"):
-            from pgti.data import baselines  # noqa: F401
+            from pgti.bench import baselines  # noqa: F401
     if args.threads:
         torch.set_num_threads(args.threads)
     base_rss = _rss_bytes("VmRSS")
@@ -277,7 +277,7 @@ def _loader(method: str, info, args, device):
                               seed=args.seed, drop_last=True, device=device, reuse_buffers=True)
         epochs = _epochs(lambda epoch: (loader.set_epoch(epoch), loader)[1])
         return useful, delivered, lambda: next(epochs)
-    from pgti.data import baselines
+    from pgti.bench import baselines
 
     if method == "materialized":  # DCRNN keeps all three splits' windows in memory
         windows = {name: baselines.materialize_windows(signals, info.timestamps, splits[name], spec, scaler)

@@ -59,7 +59,7 @@ def _worker(method: str, data: str, batch_size: int) -> None:
         starts = partition.rank_window_starts(train, world.rank, world.size, batch_size, shuffle=shuffle)
         t0 = 0
         if method == "materialized":
-            from pgti.data.baselines import MaterializedBatches, materialize_windows
+            from pgti.bench.baselines import MaterializedBatches, materialize_windows
 
             signals = read_signals(info)
             x, y = materialize_windows(signals, info.timestamps, make_splits(info.num_steps)["train"], spec)

@@ -6,7 +6,7 @@
 Times one training step (forward + backward) per batch and measures its peak memory for our
 implementation and for a reference that diffuses the way PGT-I does (torch_geometric
 `MessagePassing` over `edge_index` replicated B times with node offsets; see
-`pgti.models.reference`), with the same weights, on the same batch of real windows. Before
+`pgti.bench.reference`), with the same weights, on the same batch of real windows. Before
 timing it checks that both compute the same outputs (max |difference| <= 1e-4, judged in
 float64; the float32 difference is reported too) and fails if not.
 Models without a reference (a3tgcn, gwnet) are timed alone. Memory is measured as described in
@@ -23,7 +23,7 @@ from pathlib import Path
 from pgti.models.cli_args import add_model_arguments, model_setup
 from pgti.models.registry import model_names
 
-# model name -> (reference class in pgti.models.reference, what it is)
+# model name -> (reference class in pgti.bench.reference, what it is)
 REFERENCES = {
     "dcrnn-pgt": ("PGTBatchedDCRNN", "PGT-I's BatchedDCRNN: MessagePassing over edge_index replicated B times"),
     "dcrnn": ("MessagePassingDCRNN", "the same DCRNN with MessagePassing diffusion over replicated edge_index"),
@@ -80,7 +80,7 @@ def run(args) -> int:
     import torch
 
     from pgti.errors import EXIT_FAILURE, UserError
-    from pgti.models import reference as references
+    from pgti.bench import reference as references
     from pgti.models.example import example_batch
     from pgti.models.measure import human_bytes
     from pgti.models.registry import build_model

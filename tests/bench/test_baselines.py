@@ -1,13 +1,13 @@
-"""The peers' loading schemes (app/pgti/data/baselines.py): correct, and identical to index-batching."""
+"""The peers' loading schemes (app/pgti/bench/baselines.py): correct, and identical to index-batching."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from helpers_windows import dcrnn_time_in_day, dcrnn_windows, pgt_index_dataset_data, random_config, random_series
+from data.helpers_windows import dcrnn_time_in_day, dcrnn_windows, pgt_index_dataset_data, random_config, random_series
 
-from pgti.data.baselines import (MaterializedBatches, PerSampleWindows, materialize_windows, per_sample_loader,
-                                 prepare_series, prepare_series_pgt)
+from pgti.bench.baselines import (MaterializedBatches, PerSampleWindows, materialize_windows, per_sample_loader,
+                                  prepare_series, prepare_series_pgt)
 from pgti.data.scaler import Scaler
 from pgti.data.windows import SPLITS, IndexBatcher, WindowSpec, make_splits, window_view
 
