@@ -1,10 +1,12 @@
-"""`pgti bench loader` (app/pgti/bench/loader.py): a smoke run on a tiny file, and the report."""
+"""`pgti bench loader` (app/pgti/bench/loader.py, loader_methods.py, loader_report.py): a smoke run on a
+tiny file, the thread choice, and the text report."""
 from __future__ import annotations
 
 import json
 
-from pgti.bench import loader
-from pgti.bench.loader import METHODS, format_table
+from pgti.bench import loader, machine
+from pgti.bench.loader import METHODS
+from pgti.bench.loader_report import format_table
 
 
 def test_bench_loader_runs_every_method_in_its_own_process(make_dataset, pgti_cli, tmp_path):
@@ -45,9 +47,9 @@ def test_bench_loader_rejects_unknown_methods_and_missing_files(make_dataset, pg
 
 
 def test_default_threads_leave_busy_cores_alone(monkeypatch):
-    monkeypatch.setattr(loader, "_available_cpus", lambda: 8)
+    monkeypatch.setattr(machine, "available_cpus", lambda: 8)
     for busy, threads in ((0.2, 8), (2.6, 5), (7.6, 1), (30.0, 1)):
-        monkeypatch.setattr(loader, "_busy_cores", lambda busy=busy: busy)
+        monkeypatch.setattr(machine, "busy_cores", lambda busy=busy: busy)
         assert loader.default_threads() == threads
 
 
@@ -61,7 +63,7 @@ def test_busy_cores_sees_a_busy_process_now():
         import time
 
         time.sleep(0.3)
-        assert loader._busy_cores(0.5) >= 0.5
+        assert machine.busy_cores(0.5) >= 0.5
     finally:
         spinner.kill()
         spinner.wait()

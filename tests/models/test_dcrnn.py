@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from pgti.models.dcrnn import DCRNN, sampling_probability
-from pgti.bench.reference import MessagePassingDCRNN
 
 
 def small_dcrnn(graph, **kw):

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from pgti.models.dcrnn_pgt import PGTDCRNN
-from pgti.bench.reference import PGTBatchedDCRNN
 
 
 def build(graph, **kw):
