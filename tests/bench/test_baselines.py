@@ -109,7 +109,7 @@ def _assert_pgt_equals_index(pgt: torch.Tensor, index: torch.Tensor, scaler_mean
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_per_sample_pgt_equals_index_after_cast(seed):
+def test_pgt_i_per_sample_equals_index_batching_after_cast(seed):
     cfg = random_config(seed)
     signals, timestamps = random_series(seed, cfg["num_steps"], cfg["num_nodes"], cfg["num_channels"])
     splits = make_splits(cfg["num_steps"], cfg["input_steps"], cfg["output_steps"], cfg["stride"], cfg["ratios"])
@@ -137,7 +137,7 @@ def test_per_sample_pgt_equals_index_after_cast(seed):
 
 
 @pytest.mark.gpu
-def test_per_sample_pgt_gpu_variant_returns_device_slices():
+def test_pgt_i_gpu_variant_returns_device_slices():
     signals, timestamps = random_series(6, 300, 5, 1)
     train = make_splits(300)["train"]
     spec = WindowSpec(time_of_day=True, normalize_targets=True)

@@ -11,8 +11,8 @@ def headlines(results: dict) -> list[tuple[str, str, str]]:
     for r in sections.get("epoch", {}).get("runs") or []:
         p = r["pipelines"]
         rows.append((f"training throughput, {r['model']} on {r['dataset_name']} ({r['device']})",
-                     x(r["speedup"]), f"pgti {p['ours']['samples_per_s']:.1f} vs PGT-I pipeline "
-                                       f"{p['pgti']['samples_per_s']:.1f} samples/s"))
+                     x(r["speedup"]), f"pgti {p['pgti']['samples_per_s']:.1f} vs PGT-I pipeline "
+                                       f"{p['pgt_i']['samples_per_s']:.1f} samples/s"))
     return rows
 
 
@@ -36,7 +36,7 @@ def markdown(results: dict) -> list[str]:
            "PGT-I samples/s | pgti epoch | PGT-I epoch | ratio | step-1 loss diff | threads | load |",
            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in entry["runs"]:
-        o, t = r["pipelines"]["ours"], r["pipelines"]["pgti"]
+        o, t = r["pipelines"]["pgti"], r["pipelines"]["pgt_i"]
         out.append(f"| {r['dataset_name']} | {r['model']} | {r['device']} | {r['parameters']:,} | "
                    f"{r['steps_per_epoch']:,} | {o['median_step_s']:.3f} | {t['median_step_s']:.3f} | "
                    f"{o['samples_per_s']:.1f} | {t['samples_per_s']:.1f} | {dur(o['epoch_time_s'])} | "

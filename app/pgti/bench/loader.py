@@ -22,20 +22,20 @@ Torch runs `--threads` intra-op threads in every method (default: the cores this
 use that other work does not keep busy, see `default_threads`).
 The methods load the same windows (same split, scaler, features, shuffle order):
 - materialized: every window of train/val/test copied out first (DCRNN, PyG-Temporal);
-- per_sample_pgt: PGT-I's `IndexDataset` as it ships: one float64 array [T, N, 1 + calendar],
+- pgt_i: PGT-I's `IndexDataset` as it ships: one float64 array [T, N, 1 + calendar],
   `torch.from_numpy` slices of it for x and y (both with every feature), the default collate;
   on --device cuda its GPU path (a float32 device tensor, tensor slices);
-- per_sample: a kinder per-sample loader (ours): the same per-sample calls over float32
-  prepared series with index-batching's features; shown for honesty, not PGT-I's code;
-- index: `IndexBatcher`, one vectorized gather per batch from the one raw array, into reused
+- per_sample: a kinder per-sample loader: the same per-sample calls over float32
+  prepared series with index-batching's features (pgti's); shown for honesty, not PGT-I's code;
+- pgti: `IndexBatcher`, one vectorized gather per batch from the one raw array, into reused
   output buffers (`reuse_buffers=True`: a batch is valid until the next one is requested);
-- index_fp16: the same with the raw array stored as float16 (`data.storage_dtype`), half the
-  memory; its batches are float32, equal to index's within float16's precision;
+- pgti_fp16: the same with the raw array stored as float16 (`data.storage_dtype`), half the
+  memory; its batches are float32, equal to pgti's within float16's precision;
 - memcpy: the physical reference, copying the same useful bytes per batch from random places
   of a source larger than the CPU caches (at least 1 GiB and 4x the last-level cache), or of
   GPU memory with --device cuda.
-The acceptance checks: index peak RSS <= 10% of materialized; index batches/s >= 3x
-per_sample_pgt (the kind per_sample ratio is printed beside it, not judged); index GB/s
+The acceptance checks: pgti peak RSS <= 10% of materialized; pgti batches/s >= 3x
+pgt_i (the kind per_sample ratio is printed beside it, not judged); pgti GB/s
 within 4x of memcpy. With one thread per method the speeds are compared per CPU-second of
 each process (user + system time: what the loader gets from a core of its own, which other
 work on the machine barely moves), else on the wall clock; the other basis is printed too.
@@ -53,7 +53,7 @@ from pgti.bench import machine
 from pgti.bench.loader_report import format_table
 from pgti.errors import UserError
 
-METHODS = ("materialized", "per_sample_pgt", "per_sample", "index", "index_fp16", "memcpy")
+METHODS = ("materialized", "pgt_i", "per_sample", "pgti", "pgti_fp16", "memcpy")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-steps", type=int, default=12, help="Tin (default 12)")
     p.add_argument("--output-steps", type=int, default=12, help="Tout (default 12)")
     p.add_argument("--storage-dtype", choices=["float32", "float16", "bfloat16"], default="float32",
-                   help="raw array dtype of the index method (default float32)")
+                   help="raw array dtype of the pgti method (default float32)")
     p.add_argument("--no-time-of-day", action="store_true", help="no time-of-day input channel (DCRNN adds one)")
     p.add_argument("--seed", type=int, default=0, help="shuffle seed")
     p.add_argument("--threads", type=int, default=None,

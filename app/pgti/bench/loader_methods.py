@@ -23,9 +23,9 @@ def measure_one(method: str, args) -> dict:
 
     from pgti.data.format import open_dataset
 
-    if method != "memcpy":  # what the method needs, imported before the base RSS; index needs no baselines
+    if method != "memcpy":  # what the method needs, imported before the base RSS; pgti needs no baselines
         from pgti.data import batcher, scaler, windows  # noqa: F401
-        if not method.startswith("index"):
+        if not method.startswith("pgti"):
             from pgti.bench import baselines  # noqa: F401
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -75,7 +75,7 @@ def _loader(method: str, info, args, device):
 
     spec = WindowSpec(args.input_steps, args.output_steps, time_of_day=not args.no_time_of_day)
     splits = make_splits(info.num_steps, args.input_steps, args.output_steps)
-    storage = {"index": args.storage_dtype, "index_fp16": "float16"}.get(method, "float32")
+    storage = {"pgti": args.storage_dtype, "pgti_fp16": "float16"}.get(method, "float32")
     signals = load_signals(info, storage)
     scaler = Scaler.fit(signals, splits["train"], input_steps=args.input_steps, output_steps=args.output_steps,
                         missing_value=info.missing_value)
@@ -84,7 +84,7 @@ def _loader(method: str, info, args, device):
     useful = args.batch_size * (args.input_steps * x_channels + args.output_steps * info.num_channels) \
         * info.num_nodes * 4
     delivered = useful
-    if method.startswith("index"):
+    if method.startswith("pgti"):
         loader = IndexBatcher(signals, info.timestamps, train, args.batch_size, spec, scaler, shuffle=True,
                               seed=args.seed, drop_last=True, device=device, reuse_buffers=True)
         epochs = _epochs(lambda epoch: (loader.set_epoch(epoch), loader)[1])
@@ -99,7 +99,7 @@ def _loader(method: str, info, args, device):
                                                seed=args.seed, drop_last=True, device=device)
         epochs = _epochs(lambda epoch: (loader.set_epoch(epoch), loader)[1])
         return useful, delivered, lambda: next(epochs)
-    if method == "per_sample_pgt":  # one array, x and y both every feature; float64 on the CPU
+    if method == "pgt_i":  # one array, x and y both every feature; float64 on the CPU
         data = baselines.prepare_series_pgt(signals, info.timestamps, spec, scaler, device=device)
         inputs = targets = data
         delivered = args.batch_size * spec.window_steps * info.num_nodes * data.shape[-1] * data.itemsize

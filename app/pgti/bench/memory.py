@@ -9,8 +9,8 @@ the processes that map them; /proc/PID/smaps_rollup) and each rank's peak RSS (V
                     (x and y of DCRNN's generate_training_data / PyG-Temporal's signal)
   per-rank copy     PGT-I's distributed index-batching: every rank reads the raw array into
                     its own memory and slices windows by index
-  node-shared       ours: one copy per node in MPI shared memory, broadcast from rank 0
-  node-shared part. ours with data.placement=partitioned (local shuffle): each node holds
+  node-shared       pgti: one copy per node in MPI shared memory, broadcast from rank 0
+  node-shared part. pgti with data.placement=partitioned (local shuffle): each node holds
                     only its ranks' time span. Here every rank is its own simulated node
                     (PGTI_RANKS_PER_NODE=1) and the figure is the largest node's PSS, i.e. what
                     one node of a W-node job would hold

@@ -11,10 +11,10 @@ from pgti.bench.memory import LABELS, METHODS
 def table(results: list[dict], raw_bytes: int) -> str:
     lines = ["| method | ranks | node memory (summed PSS) | x raw array | vs node-shared | peak RSS per rank (max) |",
              "|---|---:|---:|---:|---:|---:|"]
-    ours = {r["ranks"]: r["node_pss_bytes"] for r in results if r["method"] == "node-shared" and r.get("measured")}
+    pgti = {r["ranks"]: r["node_pss_bytes"] for r in results if r["method"] == "node-shared" and r.get("measured")}
     for r in results:
         if r.get("measured"):
-            base = ours.get(r["ranks"])
+            base = pgti.get(r["ranks"])
             ratio = f"{r['node_pss_bytes'] / base:.2f}x" if base else "-"
             lines.append(f"| {LABELS[r['method']]} | {r['ranks']} | {gib_column(r['node_pss_bytes'])} | "
                          f"{r['node_pss_bytes'] / raw_bytes:.2f} | {ratio} | {gib_column(max(r['peak_rss_per_rank_bytes']))} |")
@@ -82,12 +82,12 @@ def headlines(results: dict) -> list[tuple[str, str, str]]:
                 return row["node_pss_bytes"], ""
             return row["estimate_bytes"], " (est.)"
 
-        ours, _ = node("node-shared")
+        pgti, _ = node("node-shared")
         for method, label in (("per-rank-copy", "PGT-I per-rank copy"), ("materialized", "materialized (DDP)")):
-            theirs, note = node(method)
-            if ours and theirs:
-                rows.append((f"node memory, {name}, W={w}: {label} / pgti node-shared", x(theirs / ours),
-                             f"{gib(theirs)}{note} vs {gib(ours)}"))
+            baseline, note = node(method)
+            if pgti and baseline:
+                rows.append((f"node memory, {name}, W={w}: {label} / pgti node-shared", x(baseline / pgti),
+                             f"{gib(baseline)}{note} vs {gib(pgti)}"))
     return rows
 
 
@@ -124,10 +124,10 @@ def markdown(results: dict) -> list[str]:
         return row["node_pss_bytes"] if row.get("measured") else row["estimate_bytes"]
 
     for row in rows:
-        ours = next((r for r in rows if r["method"] == "node-shared" and r["ranks"] == row["ranks"]), None)
+        pgti = next((r for r in rows if r["method"] == "node-shared" and r["ranks"] == row["ranks"]), None)
         how = "measured (summed PSS)" if row.get("measured") else "estimated"
         out.append(f"| {LABELS[row['method']]} | {row['ranks']} | {gib(size(row))} | "
-                   f"{size(row) / pems['raw_bytes']:.2f} | {x(size(row) / size(ours)) if ours else '-'} | {how} |")
+                   f"{size(row) / pems['raw_bytes']:.2f} | {x(size(row) / size(pgti)) if pgti else '-'} | {how} |")
     out += ["", "(Estimates: the data each method holds plus a 0.3 GiB runtime per rank; the materialized "
             "windows of one rank alone exceed this machine's memory.)", ""]
     return out

@@ -12,7 +12,7 @@ and in the report):
                                            over the memcpy bandwidth measured here by the loader
                                            bench (the sparse diffusion is memory-bound)
     data      pgti:  GPU-index-batching: one gather of the batch's bytes on the GPU at
-                     gpu_bandwidth x (index GB/s / memcpy GB/s measured by `pgti bench loader`)
+                     gpu_bandwidth x (pgti GB/s / memcpy GB/s measured by `pgti bench loader`)
               PGT-I: its GPU path: B per-sample Python calls (the per-window cost its loader
                      showed here) + the collated float32 bytes at gpu_bandwidth
               DDP:   materialized windows do not fit (24x the raw array per rank, below), so, as
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 
-PGTI_HEADLINE = {"speedup_over_ddp": 11.78, "gpus": 128,
+PGT_I_HEADLINE = {"speedup_over_ddp": 11.78, "gpus": 128,
                  "source": "PGT-I, arXiv 2507.11683v3 (SC'25): up to 11.78x over standard DDP with 128 GPUs"}
 
 PEMS = {"num_nodes": 11_160, "num_steps": 105_120, "channels": 1}
@@ -48,10 +48,10 @@ DEFAULT_ASSUMPTIONS = {
     "gpus": [4, 8, 16, 32, 64, 128],
 }
 
-METHODS = ("pgti", "pgt-i", "ddp")
+METHODS = ("pgti", "pgt_i", "ddp")
 
 METHOD_LABELS = {"pgti": "pgti (node-shared, GPU-index-batching, Horovod)",
-                 "pgt-i": "PGT-I distributed-index-batching (model)",
+                 "pgt_i": "PGT-I distributed-index-batching (model)",
                  "ddp": "standard DDP (materialized windows, calibrated)"}
 
 
@@ -73,13 +73,13 @@ def pems_sizes(batch_size: int = 64) -> dict:
         "materialized_bytes_per_rank": windows * (x_values + y_values) * n * 4,
         "materialized_speed_only_bytes_per_rank": windows * 24 * n * c * 4,
         "batch_bytes": batch_size * (x_values + y_values) * n * 4,  # what index-batching gathers
-        "pgt_batch_bytes": batch_size * 24 * n * (c + 1) * 4,  # PGT-I: x and y both every feature, float32 on GPU
+        "pgt_i_batch_bytes": batch_size * 24 * n * (c + 1) * 4,  # PGT-I: x and y both every feature, float32 on GPU
     }
 
 
 def projection_inputs(epoch_results: list[dict], loader_results: dict, allreduce: dict | None = None) -> dict:
     """Measured inputs of the projection: compute per window per sensor (dcrnn-pgt, largest
-    dataset the epoch bench ran), index/memcpy efficiency (largest dataset of the loader bench)
+    dataset the epoch bench ran), pgti/memcpy efficiency (largest dataset of the loader bench)
     and PGT-I's per-window loader cost (smallest dataset of the loader bench)."""
     cpu = [r for r in epoch_results if r.get("model") == "dcrnn-pgt" and r.get("device") == "cpu" and "pipelines" in r]
     if not cpu:
@@ -89,7 +89,7 @@ def projection_inputs(epoch_results: list[dict], loader_results: dict, allreduce
     for name, p in biggest["pipelines"].items():
         compute = max(1e-9, p["median_step_s"] - p["median_load_s"])
         per[name] = compute / (biggest["batch_size"] * biggest["num_nodes"])
-    inputs = {"compute_s_per_window_sensor": {"pgti": per["ours"], "pgt-i": per["pgti"]},
+    inputs = {"compute_s_per_window_sensor": {"pgti": per["pgti"], "pgt_i": per["pgt_i"]},
               "compute_source": f"pgti bench epoch, dcrnn-pgt on {biggest['dataset_name']} "
                                 f"(N={biggest['num_nodes']}, batch {biggest['batch_size']}), median step - median load"}
     loaders = [v for v in loader_results.values() if v and "results" in v]
@@ -99,13 +99,13 @@ def projection_inputs(epoch_results: list[dict], loader_results: dict, allreduce
         big = {r["method"]: r for r in max(loaders, key=nodes)["results"]}
         small_entry = min(loaders, key=nodes)
         small = {r["method"]: r for r in small_entry["results"]}
-        if "index" in big and "memcpy" in big:
-            inputs["index_memcpy_efficiency"] = min(1.0, big["index"]["gb_per_s"] / big["memcpy"]["gb_per_s"])
+        if "pgti" in big and "memcpy" in big:
+            inputs["pgti_memcpy_efficiency"] = min(1.0, big["pgti"]["gb_per_s"] / big["memcpy"]["gb_per_s"])
             inputs["memcpy_bytes_s"] = big["memcpy"]["gb_per_s"] * 1e9
-        if "per_sample_pgt" in small:
-            inputs["pgt_loader_s_per_window"] = 1.0 / small["per_sample_pgt"]["batches_per_s"] / small_entry["batch_size"]
-    inputs.setdefault("index_memcpy_efficiency", 0.5)
-    inputs.setdefault("pgt_loader_s_per_window", 50e-6)
+        if "pgt_i" in small:
+            inputs["pgt_i_loader_s_per_window"] = 1.0 / small["pgt_i"]["batches_per_s"] / small_entry["batch_size"]
+    inputs.setdefault("pgti_memcpy_efficiency", 0.5)
+    inputs.setdefault("pgt_i_loader_s_per_window", 50e-6)
     inputs["engine_overhead_s"] = {"horovod": 0.0, "gloo": 0.0}
     if allreduce:
         small = min(r["count"] for r in allreduce["rows"])
@@ -132,12 +132,12 @@ def project(inputs: dict, assumptions: dict | None = None) -> dict:
     else:
         a.setdefault("gpu_factor_source", "given")
     overhead = inputs.get("engine_overhead_s", {})
-    engine_cost = {"pgti": overhead.get("horovod", 0.0), "pgt-i": overhead.get("gloo", 0.0),
+    engine_cost = {"pgti": overhead.get("horovod", 0.0), "pgt_i": overhead.get("gloo", 0.0),
                    "ddp": overhead.get("gloo", 0.0)}
     compute = {m: inputs["compute_s_per_window_sensor"][k] * b * n / a["gpu_factor"]
-               for m, k in (("pgti", "pgti"), ("pgt-i", "pgt-i"), ("ddp", "pgt-i"))}
-    data = {"pgti": sizes["batch_bytes"] / (a["gpu_bandwidth_bytes_s"] * inputs["index_memcpy_efficiency"]),
-            "pgt-i": b * inputs["pgt_loader_s_per_window"] + sizes["pgt_batch_bytes"] / a["gpu_bandwidth_bytes_s"]}
+               for m, k in (("pgti", "pgti"), ("pgt_i", "pgt_i"), ("ddp", "pgt_i"))}
+    data = {"pgti": sizes["batch_bytes"] / (a["gpu_bandwidth_bytes_s"] * inputs["pgti_memcpy_efficiency"]),
+            "pgt_i": b * inputs["pgt_i_loader_s_per_window"] + sizes["pgt_i_batch_bytes"] / a["gpu_bandwidth_bytes_s"]}
     grad_bytes = 4 * a["parameters"]
 
     def allreduce(w, method):
@@ -145,9 +145,9 @@ def project(inputs: dict, assumptions: dict | None = None) -> dict:
         return ring + (engine_cost[method] if w > 1 else 0.0)
 
     # Calibrate DDP's effective fetch bandwidth on PGT-I's headline at its GPU count.
-    w_ref, ratio = PGTI_HEADLINE["gpus"], PGTI_HEADLINE["speedup_over_ddp"]
-    pgt_step_ref = compute["pgt-i"] + data["pgt-i"] + allreduce(w_ref, "pgt-i")
-    ddp_data_ref = ratio * pgt_step_ref - compute["ddp"] - allreduce(w_ref, "ddp")
+    w_ref, ratio = PGT_I_HEADLINE["gpus"], PGT_I_HEADLINE["speedup_over_ddp"]
+    pgt_i_step_ref = compute["pgt_i"] + data["pgt_i"] + allreduce(w_ref, "pgt_i")
+    ddp_data_ref = ratio * pgt_i_step_ref - compute["ddp"] - allreduce(w_ref, "ddp")
     remote = (w_ref - 1) / w_ref * sizes["batch_bytes"]
     ddp_bandwidth = remote / ddp_data_ref if ddp_data_ref > 0 else math.inf
     # For scale: DDP fed at the full link bandwidth instead (what the calibrated store is not).
@@ -157,7 +157,7 @@ def project(inputs: dict, assumptions: dict | None = None) -> dict:
         steps = sizes["train_windows"] // (b * w)
         per_step = {
             "pgti": compute["pgti"] + data["pgti"] + allreduce(w, "pgti"),
-            "pgt-i": compute["pgt-i"] + data["pgt-i"] + allreduce(w, "pgt-i"),
+            "pgt_i": compute["pgt_i"] + data["pgt_i"] + allreduce(w, "pgt_i"),
             "ddp": compute["ddp"] + (w - 1) / w * sizes["batch_bytes"] / ddp_bandwidth + allreduce(w, "ddp"),
         }
         for method in METHODS:
@@ -182,7 +182,7 @@ def project(inputs: dict, assumptions: dict | None = None) -> dict:
     return {"assumptions": a, "inputs": inputs, "sizes": sizes, "compute_s": compute, "data_s": data,
             "engine_cost_s": engine_cost,
             "ddp_effective_bandwidth_bytes_s": ddp_bandwidth,
-            "ddp_at_link_bandwidth_vs_pgt_i": ddp_link_step / pgt_step_ref, "headline": PGTI_HEADLINE, "memory": memory,
+            "ddp_at_link_bandwidth_vs_pgt_i": ddp_link_step / pgt_i_step_ref, "headline": PGT_I_HEADLINE, "memory": memory,
             "rows": rows}
 
 
@@ -194,9 +194,9 @@ def sensitivity(inputs: dict, assumptions: dict | None = None, scales=(0.25, 1.0
     for f in (base * s for s in scales):
         p = project(inputs, {**(assumptions or {}), "gpu_factor": f})
         w = max(r["gpus"] for r in p["rows"])
-        ours = next(r for r in p["rows"] if r["method"] == "pgti" and r["gpus"] == w)
-        theirs = next(r for r in p["rows"] if r["method"] == "pgt-i" and r["gpus"] == w)
-        out.append({"gpu_factor": f, "gpus": w, "pgti_efficiency": ours["efficiency"],
-                    "pgti_epoch_s": ours["epoch_s"], "speedup_over_pgt_i": theirs["epoch_s"] / ours["epoch_s"],
-                    "speedup_over_ddp": ours["speedup_over_ddp"]})
+        pgti = next(r for r in p["rows"] if r["method"] == "pgti" and r["gpus"] == w)
+        pgt_i = next(r for r in p["rows"] if r["method"] == "pgt_i" and r["gpus"] == w)
+        out.append({"gpu_factor": f, "gpus": w, "pgti_efficiency": pgti["efficiency"],
+                    "pgti_epoch_s": pgti["epoch_s"], "speedup_over_pgt_i": pgt_i["epoch_s"] / pgti["epoch_s"],
+                    "speedup_over_ddp": pgti["speedup_over_ddp"]})
     return out

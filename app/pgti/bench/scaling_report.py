@@ -19,12 +19,12 @@ def headlines(results: dict) -> list[tuple[str, str, str]]:
     projection = scaling.get("projection")
     if projection:
         w = max(r["gpus"] for r in projection["rows"])
-        ours = next(r for r in projection["rows"] if r["method"] == "pgti" and r["gpus"] == w)
-        theirs = next(r for r in projection["rows"] if r["method"] == "pgt-i" and r["gpus"] == w)
-        rows.append((f"projected, PeMS at {w} GPUs: pgti vs PGT-I (model)", x(theirs["epoch_s"] / ours["epoch_s"]),
-                     f"epoch {dur(ours['epoch_s'])} vs {dur(theirs['epoch_s'])}; efficiency "
-                     f"{ours['efficiency']:.2f} vs {theirs['efficiency']:.2f}"))
-        rows.append((f"projected, PeMS at {w} GPUs: pgti vs standard DDP (model)", x(ours["speedup_over_ddp"]),
+        pgti = next(r for r in projection["rows"] if r["method"] == "pgti" and r["gpus"] == w)
+        pgt_i = next(r for r in projection["rows"] if r["method"] == "pgt_i" and r["gpus"] == w)
+        rows.append((f"projected, PeMS at {w} GPUs: pgti vs PGT-I (model)", x(pgt_i["epoch_s"] / pgti["epoch_s"]),
+                     f"epoch {dur(pgti['epoch_s'])} vs {dur(pgt_i['epoch_s'])}; efficiency "
+                     f"{pgti['efficiency']:.2f} vs {pgt_i['efficiency']:.2f}"))
+        rows.append((f"projected, PeMS at {w} GPUs: pgti vs standard DDP (model)", x(pgti["speedup_over_ddp"]),
                      f"PGT-I reported {projection['headline']['speedup_over_ddp']}x over DDP (the DDP model is "
                      "calibrated on it)"))
     return rows
@@ -144,22 +144,22 @@ def markdown(results: dict) -> list[str]:
             "- epoch(W) = floor(train windows / (64 W)) x (compute + data + allreduce(W)), no overlap assumed;",
             f"- compute: measured here ({inputs['compute_source']}): pgti "
             f"{inputs['compute_s_per_window_sensor']['pgti'] * 1e6:.3f} us and PGT-I "
-            f"{inputs['compute_s_per_window_sensor']['pgt-i'] * 1e6:.3f} us per window per sensor, times 64 x "
+            f"{inputs['compute_s_per_window_sensor']['pgt_i'] * 1e6:.3f} us per window per sensor, times 64 x "
             f"{sizes['num_nodes']:,} sensors, divided by a **stated CPU -> GPU factor of {a['gpu_factor']:.0f}** "
             f"({a.get('gpu_factor_source')}: {a['gpu_bandwidth_bytes_s'] / 1e12:.2f} TB/s over "
             f"{inputs.get('memcpy_bytes_s', 0) / 1e9:.1f} GB/s; the sparse diffusion is memory-bound; no GPU was "
-            f"available to measure it): {p['compute_s']['pgti'] * 1e3:.2f} ms and {p['compute_s']['pgt-i'] * 1e3:.2f} "
+            f"available to measure it): {p['compute_s']['pgti'] * 1e3:.2f} ms and {p['compute_s']['pgt_i'] * 1e3:.2f} "
             "ms per step (the CPU ratio between the two implementations is assumed to carry over to GPUs);",
             f"- data: pgti gathers on the GPU (GPU-index-batching): {sizes['batch_bytes'] / 1e6:.0f} MB per step at "
-            f"{a['gpu_bandwidth_bytes_s'] / 1e12:.2f} TB/s x {inputs['index_memcpy_efficiency']:.2f} (index GB/s / "
+            f"{a['gpu_bandwidth_bytes_s'] / 1e12:.2f} TB/s x {inputs['pgti_memcpy_efficiency']:.2f} (pgti GB/s / "
             f"memcpy GB/s, measured by the loader bench) = {p['data_s']['pgti'] * 1e3:.3f} ms; PGT-I's GPU path: 64 "
-            f"per-sample calls at {inputs['pgt_loader_s_per_window'] * 1e6:.0f} us (its per-window loader cost "
-            f"measured here) + {sizes['pgt_batch_bytes'] / 1e6:.0f} MB collated = {p['data_s']['pgt-i'] * 1e3:.2f} ms;",
+            f"per-sample calls at {inputs['pgt_i_loader_s_per_window'] * 1e6:.0f} us (its per-window loader cost "
+            f"measured here) + {sizes['pgt_i_batch_bytes'] / 1e6:.0f} MB collated = {p['data_s']['pgt_i'] * 1e3:.2f} ms;",
             f"- allreduce: ring, 2(W-1)/W x {4 * a['parameters']} bytes / {a['link_bandwidth_bytes_s'] / 1e9:g} GB/s + "
             f"2(W-1) x {a['link_latency_s'] * 1e6:g} us (Slingshot/NVLink-class assumption), plus each engine's "
             f"fixed cost per step measured here ({inputs.get('engine_overhead_source', 'not measured')}): Horovod "
             f"{p['engine_cost_s']['pgti'] * 1e3:.2f} ms for pgti (its cycle time), gloo "
-            f"{p['engine_cost_s']['pgt-i'] * 1e3:.2f} ms for PGT-I and DDP;",
+            f"{p['engine_cost_s']['pgt_i'] * 1e3:.2f} ms for PGT-I and DDP;",
             f"- **standard DDP cannot hold PeMS**: materialized windows are 24x the raw array per rank "
             f"({gib(sizes['materialized_speed_only_bytes_per_rank'])} for the speed channel alone, "
             f"{gib(mem['ddp_rank_bytes'])} with x's time of day) against {gib(a['gpu_memory_bytes'])} of GPU "
@@ -179,7 +179,7 @@ def markdown(results: dict) -> list[str]:
         row = {r["method"]: r for r in p["rows"] if r["gpus"] == w}
         cells = " | ".join(f"{dur(row[m]['epoch_s'])} ({row[m]['efficiency']:.2f})" for m in METHODS)
         out.append(f"| {w} | {row['pgti']['steps_per_epoch']} | {cells} | "
-                   f"{x(row['pgt-i']['epoch_s'] / row['pgti']['epoch_s'])} | {x(row['pgti']['speedup_over_ddp'])} |")
+                   f"{x(row['pgt_i']['epoch_s'] / row['pgti']['epoch_s'])} | {x(row['pgti']['speedup_over_ddp'])} |")
     out += ["", "Sensitivity to the CPU -> GPU factor (at the largest GPU count):", "",
             "| factor | pgti epoch | pgti efficiency | pgti vs PGT-I | pgti vs DDP |", "|---:|---:|---:|---:|---:|"]
     for s in p.get("sensitivity", []):
