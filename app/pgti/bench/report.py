@@ -15,9 +15,31 @@ from pathlib import Path
 
 from pgti.bench import epoch_report, loader_report, machine, memory_report, model_report, scaling_report
 from pgti.bench.format import dur, load
+from pgti.errors import UserError
 
+# results.json's layout. 2: one key vocabulary, "pgti" (this project), "pgt_i" (PGT-I's method),
+# "ddp" (materialized windows): the epoch pipelines, the model runs, the loader methods and the
+# projection's methods were keyed "ours"/"pgti", "ours"/"reference", "index"/"per_sample_pgt" and
+# "pgt-i" before. Raise it whenever a reader of the sections would misread an older file.
+SCHEMA_VERSION = 2
 SECTION_REPORTS = {"epoch": epoch_report, "memory": memory_report, "loader": loader_report,
                    "model": model_report, "scaling": scaling_report}
+
+
+def read_results(path: Path, out: Path) -> dict:
+    """results.json of an earlier `pgti bench all --out OUT`, refused unless of the current schema."""
+    if not path.is_file():
+        raise UserError(f"--render: {path} does not exist; run `pgti bench all --out {out}` first")
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--render: {path} is not readable JSON ({exc}); re-run `pgti bench all --out {out}`") from None
+    found = results.get("schema_version") if isinstance(results, dict) else None
+    if found != SCHEMA_VERSION:
+        raise UserError(f"--render: {path} has schema_version {found if found is not None else '(none)'}, this pgti "
+                        f"renders schema_version {SCHEMA_VERSION}; re-run `pgti bench all --out {out}` to measure "
+                        "it again")
+    return results
 
 
 def write(results: dict, out: Path) -> None:

@@ -6,7 +6,8 @@ Sections (each in its own processes, run one after the other; the load average i
 around each, since other work on a shared machine slows whatever runs beside it):
   epoch    `pgti bench epoch`: end-to-end training, pgti vs PGT-I's pipeline (ratio, same run)
   memory   `pgti bench memory`: node memory per data placement (+ the PeMS row, estimated)
-  loader   `pgti bench loader`: index vs per-sample vs materialized vs memcpy (subprocess, --json)
+  loader   `pgti bench loader`: pgti (index-batching) vs per-sample (pgt_i's and a kinder one) vs
+           materialized vs memcpy (subprocess, --json)
   model    `pgti bench model`: batched sparse vs message passing, time and memory (subprocess)
   scaling  `pgti train` under mpirun for W = 1, 2, 4, allreduce per engine, PeMS projection
 The synthetic datasets are generated into --data-dir (default DIR/data) and reused when present.
@@ -75,9 +76,7 @@ def run(args) -> int:
         raise UserError(f"--pems {args.pems}: no such file (make one with `pgti data synth --preset pems --out FILE`)")
     out = Path(args.out)
     if args.render:
-        if not (out / "results.json").is_file():
-            raise UserError(f"--render: {out / 'results.json'} does not exist; run `pgti bench all --out {out}` first")
-        results = json.loads((out / "results.json").read_text())
+        results = report.read_results(out / "results.json", out)
         report.write(results, out)
         print(f"rewrote {out / 'report.md'} and the charts from {out / 'results.json'}")
         return 0
@@ -105,6 +104,7 @@ class Bench:
         self.config, self.out, self.data_dir, self.args = config, out, data_dir, args
         self.started = time.time()
         self.results = {
+            "schema_version": report.SCHEMA_VERSION,
             "meta": {"configuration": config["name"], "command": "pgti bench all " + " ".join(sys.argv[3:])
                      if sys.argv[1:3] == ["bench", "all"] else "pgti bench all", "started_unix": self.started,
                      "expected_minutes": config["expected_minutes"], "config": config},
@@ -196,8 +196,8 @@ class Bench:
                 result = json.loads(target.read_text())
                 result["command"] = "pgti " + " ".join(map(str, argv[:-2]))
                 runs.append(result)
-                print(f"  {dataset:<9} {model:<9} {device}: ours {result['pipelines']['ours']['samples_per_s']:.1f} "
-                      f"vs PGT-I {result['pipelines']['pgti']['samples_per_s']:.1f} samples/s = "
+                print(f"  {dataset:<9} {model:<9} {device}: pgti {result['pipelines']['pgti']['samples_per_s']:.1f} "
+                      f"vs PGT-I {result['pipelines']['pgt_i']['samples_per_s']:.1f} samples/s = "
                       f"{result['speedup']:.2f}x", flush=True)
         return {"runs": runs, "gpu_skipped": None if self.cuda else "no CUDA device"}
 
