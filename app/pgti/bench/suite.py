@@ -314,7 +314,7 @@ class Bench:
             assumptions["link_latency_s"] = self.args.link_latency * 1e-6
         inputs = projection.projection_inputs(epoch_runs, {k: v for k, v in loader.items() if not k.endswith("-cuda")},
                                            allreduce)
-        projection = projection.project(inputs, assumptions)
-        projection["sensitivity"] = projection.sensitivity(inputs, assumptions=assumptions)
-        out["projection"] = projection
+        projected = projection.project(inputs, assumptions)
+        projected["sensitivity"] = projection.sensitivity(inputs, assumptions=assumptions)
+        out["projection"] = projected
         return out
