@@ -17,10 +17,10 @@ from pgti.bench import epoch_report, loader_report, machine, memory_report, mode
 from pgti.bench.format import dur, load
 from pgti.errors import UserError
 
-# results.json's layout. 2: one key vocabulary, "pgti" (this project), "pgt_i" (PGT-I's method),
-# "ddp" (materialized windows): the epoch pipelines, the model runs, the loader methods and the
-# projection's methods were keyed "ours"/"pgti", "ours"/"reference", "index"/"per_sample_pgt" and
-# "pgt-i" before. Raise it whenever a reader of the sections would misread an older file.
+# results.json's layout. 2: one key vocabulary, pgti (this project), pgt_i (PGT-I's method), ddp
+# (materialized windows), for the epoch pipelines, the model runs, the loader methods and the
+# projection's methods (files without a version used other keys). Raise it whenever a reader of
+# the sections would misread an older file.
 SCHEMA_VERSION = 2
 SECTION_REPORTS = {"epoch": epoch_report, "memory": memory_report, "loader": loader_report,
                    "model": model_report, "scaling": scaling_report}
