@@ -27,7 +27,7 @@ COMMANDS = [
     ("bench", "model", "pgti.bench.model", "our models vs PGT-I style message passing"),
     ("bench", "memory", "pgti.bench.memory", "node memory per data placement and rank count"),
     ("bench", "epoch", "pgti.bench.epoch", "end-to-end training throughput vs the PGT-I pipeline"),
-    ("bench", "all", "pgti.bench.report", "every benchmark, a report and charts"),
+    ("bench", "all", "pgti.bench.suite", "every benchmark, a report and charts"),
     ("info", "model", "pgti.models.info", "parameter count and one-batch memory of a model"),
     ("info", "env", "pgti.envinfo", "versions of python, torch, MPI, horovod, CUDA"),
 ]

@@ -1,4 +1,4 @@
-"""`pgti bench all` (app/pgti/bench/report.py): the CI smoke run, and the scaling projection's model."""
+"""`pgti bench all` (app/pgti/bench/suite.py, report.py): the CI smoke run and re-rendering."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from pgti.bench import scaling
+from pgti.bench import projection
+from pgti.bench.report import SCHEMA_VERSION
 
 
 @pytest.mark.slow
@@ -21,6 +22,7 @@ def test_quick_run_writes_report_results_and_charts_with_figures_for_every_metho
     report = (out / "report.md").read_text()
     results = json.loads((out / "results.json").read_text())
     sections = results["sections"]
+    assert results["schema_version"] == SCHEMA_VERSION
     assert set(sections) == {"epoch", "memory", "loader", "model", "scaling"}
     assert not [name for name, entry in sections.items() if entry.get("error")]
     for name in ("epoch", "memory-tiny", "loader", "model", "scaling", "projection"):
@@ -32,7 +34,7 @@ def test_quick_run_writes_report_results_and_charts_with_figures_for_every_metho
 
     for run in sections["epoch"]["runs"]:  # both pipelines, every model
         assert {p: v["samples_per_s"] > 0 and len(v["step_seconds"]) > 0 for p, v in run["pipelines"].items()} == \
-            {"ours": True, "pgti": True}
+            {"pgti": True, "pgt_i": True}
     assert {r["model"] for r in sections["epoch"]["runs"]} == {"dcrnn-pgt", "dcrnn"}
 
     from pgti.bench import loader, memory
@@ -44,64 +46,40 @@ def test_quick_run_writes_report_results_and_charts_with_figures_for_every_metho
     rows = sections["loader"]["datasets"]["tiny"]["results"]
     assert {r["method"] for r in rows if r["batches_per_s"] > 0 and r["gb_per_s"] > 0} == set(loader.METHODS)
     for run in sections["model"]["runs"]:
-        assert run["ours"]["median_s"] > 0 and run["reference"]["median_s"] > 0 and run["outputs_agree"]
+        assert run["pgti"]["median_s"] > 0 and run["pgt_i"]["median_s"] > 0 and run["outputs_agree"]
     scaled = sections["scaling"]
     assert {(r["mode"], r["ranks"]) for r in scaled["summary"] if r["samples_per_s"] > 0} == \
         {("strong", 1), ("strong", 2), ("weak", 1), ("weak", 2)}
     assert {r["engine"] for r in scaled["allreduce"]["rows"] if r["median_s"] > 0} == {"mpi4py", "horovod", "gloo"}
-    assert {r["method"] for r in scaled["projection"]["rows"] if r["epoch_s"] > 0} == set(scaling.METHODS)
+    assert {r["method"] for r in scaled["projection"]["rows"] if r["epoch_s"] > 0} == set(projection.METHODS)
     if not results["gpu"]["available"]:
         assert "no GPU was available for this run" in report
 
 
-def _inputs(**extra):
-    inputs = {"compute_s_per_window_sensor": {"pgti": 2e-6, "pgt-i": 12e-6}, "index_memcpy_efficiency": 0.5,
-              "pgt_loader_s_per_window": 20e-6, "memcpy_bytes_s": 10e9,
-              "engine_overhead_s": {"horovod": 1e-3, "gloo": 2e-3}}
-    inputs.update(extra)
-    return inputs
+def _results(**top):
+    """A results.json without sections: enough for --render."""
+    from pgti.bench import machine
+
+    return {"meta": {"configuration": "quick", "command": "pgti bench all", "started_unix": 0.0, "duration_s": 1.0},
+            "machine": machine.machine_info() | {"versions": {"torch": "x"}}, "sections": {}, "charts": {},
+            "gpu": {"available": False, "note": "no CUDA device"}, **top}
 
 
-def test_projection_follows_its_model_and_reproduces_the_calibration():
-    p = scaling.project(_inputs())
-    a, sizes = p["assumptions"], p["sizes"]
-    assert a["gpu_factor"] == pytest.approx(a["gpu_bandwidth_bytes_s"] / 10e9)  # bandwidth ratio by default
-    assert sizes["train_windows"] == round(0.7 * (105_120 - 23))
-    # 24x the raw array per rank (x also carries the time of day): DDP cannot hold PeMS
-    assert sizes["materialized_speed_only_bytes_per_rank"] > 23 * sizes["raw_bytes"]
-    assert not p["memory"]["ddp_fits_gpu"] and not p["memory"]["ddp_fits_node"]
-    rows = {(r["method"], r["gpus"]): r for r in p["rows"]}
-    for w in a["gpus"]:
-        for method in scaling.METHODS:
-            r = rows[(method, w)]
-            assert r["epoch_s"] == pytest.approx(r["steps_per_epoch"] * r["step_s"])
-            assert 0 < r["efficiency"] <= 1.0 + 1e-12
-    # the DDP model is calibrated on PGT-I's headline at 128 GPUs
-    assert rows[("ddp", 128)]["epoch_s"] / rows[("pgt-i", 128)]["epoch_s"] == pytest.approx(11.78)
-    ours = rows[("pgti", 128)]
-    compute = 2e-6 * 64 * 11_160 / a["gpu_factor"]
-    ring = 2 * 127 / 128 * 600 / 25e9 + 2 * 127 * 5e-6
-    assert ours["step_s"] == pytest.approx(compute + p["data_s"]["pgti"] + ring + 1e-3)
+def test_render_rewrites_the_report_from_a_current_results_file(tmp_path, pgti_cli):
+    (tmp_path / "results.json").write_text(json.dumps(_results(schema_version=SCHEMA_VERSION)))
+    status, out, err = pgti_cli("bench", "all", "--out", tmp_path, "--render")
+    assert status == 0, err
+    assert (tmp_path / "report.md").read_text().startswith("# pgti benchmark report")
+    assert json.loads((tmp_path / "results.json").read_text())["schema_version"] == SCHEMA_VERSION
 
 
-def test_ring_allreduce_model():
-    assert scaling.ring_allreduce_s(1e9, 1, 25e9, 5e-6) == 0.0
-    assert scaling.ring_allreduce_s(1e9, 2, 25e9, 5e-6) == pytest.approx(1e9 / 25e9 + 2 * 5e-6)
-    assert scaling.ring_allreduce_s(0, 128, 25e9, 5e-6) == pytest.approx(2 * 127 * 5e-6)
-
-
-def test_sensitivity_and_summary():
-    rows = scaling.sensitivity(_inputs(), {"gpu_factor": 100.0})
-    assert [r["gpu_factor"] for r in rows] == [25.0, 100.0, 400.0]
-    runs = [{"mode": "strong", "ranks": 1, "samples_per_s": 100.0}, {"mode": "strong", "ranks": 2, "samples_per_s": 150.0},
-            {"mode": "strong", "ranks": 2, "samples_per_s": 170.0}, {"mode": "weak", "ranks": 1, "samples_per_s": 100.0}]
-    summary = {(r["mode"], r["ranks"]): r for r in scaling.summarize_scaling(runs)}
-    assert summary[("strong", 2)]["samples_per_s"] == 160.0 and summary[("strong", 2)]["efficiency"] == 0.8
-    assert summary[("weak", 1)]["efficiency"] == 1.0
-
-
-def test_train_command_sets_the_batch_and_step_budget(tmp_path):
-    cmd = scaling.train_command(4, tmp_path / "d.h5", 16, 30, tmp_path / "run")
-    text = " ".join(cmd)
-    assert "-np 4" in text and "train.batch_size=16" in text and "train.max_steps=30" in text
-    assert "log.progress=lines" in text and ("--oversubscribe" in cmd) == (4 > (__import__("os").cpu_count() or 1))
+@pytest.mark.parametrize("version", [None, 1])
+def test_render_refuses_an_older_results_file_in_one_line(tmp_path, pgti_cli, version):
+    results = _results() if version is None else _results(schema_version=version)
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    status, out, err = pgti_cli("bench", "all", "--out", tmp_path, "--render")
+    assert status == 2 and not (tmp_path / "report.md").exists()
+    line, = err.strip().splitlines()  # one line, no traceback
+    assert str(tmp_path / "results.json") in line and f"renders schema_version {SCHEMA_VERSION}" in line
+    assert f"schema_version {'(none)' if version is None else version}," in line
+    assert f"re-run `pgti bench all --out {tmp_path}`" in line

@@ -1,10 +1,12 @@
-"""`pgti bench loader` (app/pgti/bench/loader.py): a smoke run on a tiny file, and the report."""
+"""`pgti bench loader` (app/pgti/bench/loader.py, loader_methods.py, loader_report.py): a smoke run on a
+tiny file, the thread choice, and the text report."""
 from __future__ import annotations
 
 import json
 
-from pgti.bench import loader
-from pgti.bench.loader import METHODS, format_table
+from pgti.bench import loader, machine
+from pgti.bench.loader import METHODS
+from pgti.bench.loader_report import format_table
 
 
 def test_bench_loader_runs_every_method_in_its_own_process(make_dataset, pgti_cli, tmp_path):
@@ -27,27 +29,27 @@ def test_bench_loader_runs_every_method_in_its_own_process(make_dataset, pgti_cl
     # x: 8 windows x 12 steps x 6 sensors x (1 channel + time of day); y: 8 x 12 x 6 x 1; float32
     useful = 8 * 12 * 6 * (2 + 1) * 4
     assert all(r["batch_bytes"] == useful for r in results.values())  # GB/s counts the same bytes for all
-    assert results["index"]["delivered_bytes"] == results["index_fp16"]["delivered_bytes"] == useful
+    assert results["pgti"]["delivered_bytes"] == results["pgti_fp16"]["delivered_bytes"] == useful
     # PGT-I's batch: float64, x and y both with speed and time of day
-    assert results["per_sample_pgt"]["delivered_bytes"] == 8 * (12 + 12) * 6 * 2 * 8
+    assert results["pgt_i"]["delivered_bytes"] == 8 * (12 + 12) * 6 * 2 * 8
     # memcpy's source (>= 1 GiB) shows in its own peak RSS only: each method ran in a fresh process
     assert results["memcpy"]["peak_rss_bytes"] - results["memcpy"]["base_rss_bytes"] > 0.9 * (1 << 30)
-    assert results["index"]["peak_rss_bytes"] - results["index"]["base_rss_bytes"] < 256 << 20
-    assert results["index"]["watched_imports"] == []  # no pandas, matplotlib, torch_geometric, baselines...
-    assert results["per_sample_pgt"]["watched_imports"] == ["pgti.data.baselines"]
+    assert results["pgti"]["peak_rss_bytes"] - results["pgti"]["base_rss_bytes"] < 256 << 20
+    assert results["pgti"]["watched_imports"] == []  # no pandas, matplotlib, torch_geometric, baselines...
+    assert results["pgt_i"]["watched_imports"] == ["pgti.bench.baselines"]
 
 
 def test_bench_loader_rejects_unknown_methods_and_missing_files(make_dataset, pgti_cli, tmp_path):
-    status, _, stderr = pgti_cli("bench", "loader", "--data", make_dataset(), "--methods", "index,magic")
+    status, _, stderr = pgti_cli("bench", "loader", "--data", make_dataset(), "--methods", "pgti,magic")
     assert status == 2 and "magic" in stderr
     status, _, stderr = pgti_cli("bench", "loader", "--data", tmp_path / "none.h5")
     assert status == 2 and "no such file" in stderr
 
 
 def test_default_threads_leave_busy_cores_alone(monkeypatch):
-    monkeypatch.setattr(loader, "_available_cpus", lambda: 8)
+    monkeypatch.setattr(machine, "available_cpus", lambda: 8)
     for busy, threads in ((0.2, 8), (2.6, 5), (7.6, 1), (30.0, 1)):
-        monkeypatch.setattr(loader, "_busy_cores", lambda busy=busy: busy)
+        monkeypatch.setattr(machine, "busy_cores", lambda busy=busy: busy)
         assert loader.default_threads() == threads
 
 
@@ -61,7 +63,7 @@ def test_busy_cores_sees_a_busy_process_now():
         import time
 
         time.sleep(0.3)
-        assert loader._busy_cores(0.5) >= 0.5
+        assert machine.busy_cores(0.5) >= 0.5
     finally:
         spinner.kill()
         spinner.wait()
@@ -74,25 +76,25 @@ def _result(method, rss_mib, batches_per_s, gb_per_s, threads=2, cpu_factor=2.0)
 
 
 def test_table_ratios_and_checks():
-    table = format_table([_result("materialized", 3000, 100, 0.3), _result("per_sample_pgt", 600, 150, 0.45),
-                          _result("per_sample", 400, 500, 1.5), _result("index", 290, 1000, 3.0),
+    table = format_table([_result("materialized", 3000, 100, 0.3), _result("pgt_i", 600, 150, 0.45),
+                          _result("per_sample", 400, 500, 1.5), _result("pgti", 290, 1000, 3.0),
                           _result("memcpy", 1300, 5000, 15.0)])
-    assert "PASS  index peak RSS <= 10% of materialized: 9.7%" in table
-    assert "index's imports (torch, h5py, pgti), before it holds any data: 6.7%; its data: 3.0%" in table
-    assert "PASS  index batches/s >= 3x per_sample_pgt (PGT-I's IndexDataset), wall clock: 6.7x" in table
+    assert "PASS  pgti peak RSS <= 10% of materialized: 9.7%" in table
+    assert "pgti's imports (torch, h5py, pgti), before it holds any data: 6.7%; its data: 3.0%" in table
+    assert "PASS  pgti batches/s >= 3x pgt_i (PGT-I's IndexDataset), wall clock: 6.7x" in table
     assert "info  the same, per CPU-second: 6.7x" in table
-    assert "info  index vs per_sample (our kinder float32 loader, not the target), wall clock: 2.0x" in table
-    assert "MISS  index GB/s within 4x of memcpy, wall clock: memcpy/index = 5.00" in table
-    assert "10.34x" in table  # materialized RSS / index RSS
+    assert "info  pgti vs per_sample (the kinder float32 loader, not the target), wall clock: 2.0x" in table
+    assert "MISS  pgti GB/s within 4x of memcpy, wall clock: memcpy/pgti = 5.00" in table
+    assert "10.34x" in table  # materialized RSS / pgti RSS
 
 
 def test_single_threaded_runs_are_judged_per_cpu_second():
-    # busy machine: PGT-I's run was descheduled half the time (wall 400/s, CPU 800/s); index was not
-    table = format_table([_result("per_sample_pgt", 600, 400, 1.2, threads=1),
-                          _result("index", 290, 1600, 4.8, threads=1, cpu_factor=1.0)])
-    assert "MISS  index batches/s >= 3x per_sample_pgt (PGT-I's IndexDataset), per CPU-second, 1 thread: 2.0x" in table
+    # busy machine: PGT-I's run was descheduled half the time (wall 400/s, CPU 800/s); pgti was not
+    table = format_table([_result("pgt_i", 600, 400, 1.2, threads=1),
+                          _result("pgti", 290, 1600, 4.8, threads=1, cpu_factor=1.0)])
+    assert "MISS  pgti batches/s >= 3x pgt_i (PGT-I's IndexDataset), per CPU-second, 1 thread: 2.0x" in table
     assert "info  the same, wall clock: 4.0x" in table and "page-faulted" not in table
-    faulting = _result("per_sample_pgt", 600, 100, 0.3, threads=1) | {"page_faults_per_batch": 960.0}
-    table = format_table([faulting, _result("index", 290, 1600, 4.8, threads=1, cpu_factor=1.0)])
-    assert "PASS  index batches/s >= 3x per_sample_pgt" in table
-    assert "note  every per_sample_pgt run page-faulted (>= 960 per batch" in table  # a PASS to distrust
+    faulting = _result("pgt_i", 600, 100, 0.3, threads=1) | {"page_faults_per_batch": 960.0}
+    table = format_table([faulting, _result("pgti", 290, 1600, 4.8, threads=1, cpu_factor=1.0)])
+    assert "PASS  pgti batches/s >= 3x pgt_i" in table
+    assert "note  every pgt_i run page-faulted (>= 960 per batch" in table  # a PASS to distrust

@@ -11,7 +11,7 @@ import torch
 from helpers_windows import (dcrnn_split, dcrnn_time_in_day, dcrnn_windows, random_config, random_series,
                              strided_window_starts)
 
-from pgti.data.baselines import materialize_windows
+from pgti.bench.baselines import materialize_windows
 from pgti.data.scaler import Scaler
 from pgti.data.batcher import IndexBatcher, epoch_order
 from pgti.data.splits import SPLITS, all_window_starts, count_windows, dcrnn_split_counts, make_splits

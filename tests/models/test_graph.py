@@ -5,7 +5,6 @@ import torch
 
 from pgti.models.graph import (edge_tensors, gcn_support, pgt_supports, random_walk_supports,
                                sym_normalized_laplacian)
-from pgti.models.reference import EdgePropagation, pgt_directions
 
 
 def test_random_walk_supports_match_dense(graph, helpers):
@@ -22,16 +21,6 @@ def test_random_walk_isolated_node_diffuses_nothing():
     edge_index = torch.tensor([[0, 1], [1, 0]])
     forward, reverse = random_walk_supports(edge_index, None, 3)
     assert forward.to_dense()[:, 2].abs().sum() == 0 and reverse.to_dense()[2].abs().sum() == 0
-
-
-def test_pgt_supports_equal_pgt_message_passing(graph):
-    """The CSR matrices reproduce PGT's propagate() with its norms, edge order quirk included."""
-    edge_index, edge_weight, n = graph
-    x = torch.randn(n, 3)
-    propagate = EdgePropagation()
-    for support, (index, norm) in zip(pgt_supports(edge_index, edge_weight, n),
-                                      pgt_directions(edge_index, edge_weight, n)):
-        torch.testing.assert_close(support.matmul(x), propagate(x, index, norm))
 
 
 def test_pgt_supports_use_weights_only_through_degrees():

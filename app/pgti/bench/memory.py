@@ -9,8 +9,8 @@ the processes that map them; /proc/PID/smaps_rollup) and each rank's peak RSS (V
                     (x and y of DCRNN's generate_training_data / PyG-Temporal's signal)
   per-rank copy     PGT-I's distributed index-batching: every rank reads the raw array into
                     its own memory and slices windows by index
-  node-shared       ours: one copy per node in MPI shared memory, broadcast from rank 0
-  node-shared part. ours with data.placement=partitioned (local shuffle): each node holds
+  node-shared       pgti: one copy per node in MPI shared memory, broadcast from rank 0
+  node-shared part. pgti with data.placement=partitioned (local shuffle): each node holds
                     only its ranks' time span. Here every rank is its own simulated node
                     (PGTI_RANKS_PER_NODE=1) and the figure is the largest node's PSS, i.e. what
                     one node of a W-node job would hold
@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from pgti.bench.format import gib_column
 from pgti.bench.scaling import mpirun
 
 METHODS = ("materialized", "per-rank-copy", "node-shared", "node-shared-partitioned")
@@ -42,10 +43,10 @@ RUNTIME_BYTES = 300 << 20  # python + torch + MPI per rank (for the estimates on
 
 
 def _worker(method: str, data: str, batch_size: int) -> None:
-    import numpy as np
-
     from pgti.data.format import read_signals
-    from pgti.data.windows import IndexBatcher, WindowSpec, make_splits
+    from pgti.data.batcher import IndexBatcher
+    from pgti.data.splits import make_splits
+    from pgti.data.windows import WindowSpec
     from pgti.distributed import partition
     from pgti.distributed.load import load_signals, node_time_span, open_dataset_once
     from pgti.distributed.world import abort_on_error, init_world
@@ -59,7 +60,7 @@ def _worker(method: str, data: str, batch_size: int) -> None:
         starts = partition.rank_window_starts(train, world.rank, world.size, batch_size, shuffle=shuffle)
         t0 = 0
         if method == "materialized":
-            from pgti.data.baselines import MaterializedBatches, materialize_windows
+            from pgti.bench.baselines import MaterializedBatches, materialize_windows
 
             signals = read_signals(info)
             x, y = materialize_windows(signals, info.timestamps, make_splits(info.num_steps)["train"], spec)
@@ -179,6 +180,20 @@ def estimate(method: str, ranks: int, info) -> int:
     return int(per + ranks * RUNTIME_BYTES)
 
 
+class PemsShape:
+    """The full PeMS dataset's sizes, for `pgti.bench.memory.estimate` (no file needed)."""
+
+    num_nodes, num_steps, num_channels = 11_160, 105_120, 1
+
+    @property
+    def signal_bytes(self) -> int:
+        return self.num_steps * self.num_nodes * self.num_channels * 4
+
+    def window_bytes(self, input_steps: int = 12, output_steps: int = 12) -> int:
+        windows = self.num_steps - input_steps - output_steps + 1
+        return windows * (input_steps + output_steps) * self.num_nodes * self.num_channels * 4
+
+
 def available_bytes() -> int:
     for line in open("/proc/meminfo"):
         if line.startswith("MemAvailable:"):
@@ -205,75 +220,12 @@ def benchmark(data: str, ranks: list[int], methods=METHODS, batch_size: int = 64
     return results
 
 
-def _gib(n) -> str:
-    return f"{n / 2**30:6.2f} GiB"
-
-
 def _row_text(row: dict, raw: int) -> str:
     label = f"{LABELS[row['method']]:32s} W={row['ranks']}"
     if not row.get("measured"):
         return f"{label}  impossible here: {row['reason']}"
-    return (f"{label}  node PSS {_gib(row['node_pss_bytes'])} ({row['node_pss_bytes'] / raw:5.2f}x raw)  "
-            f"peak RSS/rank max {_gib(max(row['peak_rss_per_rank_bytes']))}")
-
-
-def table(results: list[dict], raw_bytes: int) -> str:
-    lines = [f"| method | ranks | node memory (summed PSS) | x raw array | vs node-shared | peak RSS per rank (max) |",
-             "|---|---:|---:|---:|---:|---:|"]
-    ours = {r["ranks"]: r["node_pss_bytes"] for r in results if r["method"] == "node-shared" and r.get("measured")}
-    for r in results:
-        if r.get("measured"):
-            base = ours.get(r["ranks"])
-            ratio = f"{r['node_pss_bytes'] / base:.2f}x" if base else "-"
-            lines.append(f"| {LABELS[r['method']]} | {r['ranks']} | {_gib(r['node_pss_bytes'])} | "
-                         f"{r['node_pss_bytes'] / raw_bytes:.2f} | {ratio} | {_gib(max(r['peak_rss_per_rank_bytes']))} |")
-        else:
-            lines.append(f"| {LABELS[r['method']]} | {r['ranks']} | impossible here (needs ~{_gib(r['estimate_bytes'])}) "
-                         f"| {r['estimate_bytes'] / raw_bytes:.1f} (est.) | - | - |")
-    return "\n".join(lines)
-
-
-def chart(results: list[dict], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    ranks = sorted({r["ranks"] for r in results})
-    fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.8 / len(METHODS)
-    for i, method in enumerate(METHODS):
-        vals, hatches = [], []
-        for w in ranks:
-            row = next((r for r in results if r["method"] == method and r["ranks"] == w), None)
-            if row is None:
-                vals.append(0.0)
-                hatches.append("")
-            elif row.get("measured"):
-                vals.append(row["node_pss_bytes"] / 2**30)
-                hatches.append("")
-            else:
-                vals.append(row["estimate_bytes"] / 2**30)
-                hatches.append("//")
-        bars = ax.bar(np.arange(len(ranks)) + i * width, vals, width, label=LABELS[method])
-        for bar, hatch in zip(bars, hatches):
-            bar.set_hatch(hatch)
-            if hatch:
-                bar.set_alpha(0.4)
-    ax.set_xticks(np.arange(len(ranks)) + width * (len(METHODS) - 1) / 2, [f"W={w}" for w in ranks])
-    ax.set_ylabel("node memory (GiB, summed PSS)")
-    if any(not r.get("measured") for r in results):
-        ax.text(0.01, 0.98, "hatched: estimated, cannot run on this machine", transform=ax.transAxes,
-                va="top", fontsize=8)
-    ax.set_yscale("log")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return (f"{label}  node PSS {gib_column(row['node_pss_bytes'])} ({row['node_pss_bytes'] / raw:5.2f}x raw)  "
+            f"peak RSS/rank max {gib_column(max(row['peak_rss_per_rank_bytes']))}")
 
 
 # --------------------------------------------------------------------------- CLI
@@ -301,8 +253,10 @@ def run(args) -> int:
         ranks = [int(r) for r in args.ranks.split(",")]
     except ValueError:
         raise UserError(f"--ranks {args.ranks!r}: give rank counts like 1,2,4") from None
-    print(f"node memory on {info.name}: raw array {_gib(info.signal_bytes)}, "
-          f"classic windows {_gib(info.window_bytes())} per copy")
+    print(f"node memory on {info.name}: raw array {gib_column(info.signal_bytes)}, "
+          f"classic windows {gib_column(info.window_bytes())} per copy")
+    from pgti.bench.memory_report import chart, table
+
     results = benchmark(args.data, ranks, methods, args.batch_size)
     print(table(results, info.signal_bytes))
     payload = {"dataset": str(args.data), "raw_bytes": info.signal_bytes, "results": results}

@@ -1,12 +1,12 @@
-"""`pgti bench model`: our batched sparse models vs PGT-I style message passing.
+"""`pgti bench model`: pgti's batched sparse models vs PGT-I style message passing.
 
     pgti bench model --model dcrnn-pgt --data pems-bay.h5 --batch-size 64 [--device cpu|cuda]
                      [--steps N] [--no-memory] [--json FILE]
 
-Times one training step (forward + backward) per batch and measures its peak memory for our
-implementation and for a reference that diffuses the way PGT-I does (torch_geometric
-`MessagePassing` over `edge_index` replicated B times with node offsets; see
-`pgti.models.reference`), with the same weights, on the same batch of real windows. Before
+Times one training step (forward + backward) per batch and measures its peak memory for pgti's
+implementation ("pgti" in the output and JSON) and for a reference ("pgt_i") that diffuses the
+way PGT-I does (torch_geometric `MessagePassing` over `edge_index` replicated B times with node
+offsets; see `pgti.bench.reference`), with the same weights, on the same batch of real windows. Before
 timing it checks that both compute the same outputs (max |difference| <= 1e-4, judged in
 float64; the float32 difference is reported too) and fails if not.
 Models without a reference (a3tgcn, gwnet) are timed alone. Memory is measured as described in
@@ -23,7 +23,7 @@ from pathlib import Path
 from pgti.models.cli_args import add_model_arguments, model_setup
 from pgti.models.registry import model_names
 
-# model name -> (reference class in pgti.models.reference, what it is)
+# model name -> (reference class in pgti.bench.reference, what it is)
 REFERENCES = {
     "dcrnn-pgt": ("PGTBatchedDCRNN", "PGT-I's BatchedDCRNN: MessagePassing over edge_index replicated B times"),
     "dcrnn": ("MessagePassingDCRNN", "the same DCRNN with MessagePassing diffusion over replicated edge_index"),
@@ -65,11 +65,11 @@ def _memory(model, x, y, device, args, kwargs, reference: str | None) -> dict:
     return dict(peak_bytes=memory.peak_bytes, memory_method=memory.method)
 
 
-def _max_output_difference(ours, reference, x, y, global_step) -> float:
+def _max_output_difference(pgti_model, reference, x, y, global_step) -> float:
     import torch
 
     outputs = []
-    for model in (ours, reference):
+    for model in (pgti_model, reference):
         torch.manual_seed(1234)  # the same scheduled-sampling coins for both
         with torch.no_grad():
             outputs.append(model(x, y, global_step=global_step))
@@ -80,7 +80,7 @@ def run(args) -> int:
     import torch
 
     from pgti.errors import EXIT_FAILURE, UserError
-    from pgti.models import reference as references
+    from pgti.bench import reference as references
     from pgti.models.example import example_batch
     from pgti.models.measure import human_bytes
     from pgti.models.registry import build_model
@@ -90,7 +90,7 @@ def run(args) -> int:
     setup = model_setup(args.model, args)
     info, device, kwargs = setup["info"], setup["device"], setup["kwargs"]
     torch.manual_seed(0)
-    ours = build_model(args.model, **kwargs).to(device).train()
+    pgti_model = build_model(args.model, **kwargs).to(device).train()
     x, y = example_batch(info, batch_size=args.batch_size, input_steps=kwargs["input_steps"],
                          output_steps=kwargs["output_steps"], input_channels=kwargs["input_channels"],
                          output_channels=kwargs["output_channels"])
@@ -103,42 +103,42 @@ def run(args) -> int:
     result = dict(model=args.model, dataset=str(info.path), dataset_name=info.name, num_nodes=info.num_nodes,
                   num_edges=info.num_edges, batch_size=args.batch_size, device=device.type, threads=threads,
                   input_shape=list(x.shape), steps=args.steps, warmup=args.warmup,
-                  global_step=args.global_step, torch=torch.__version__, reference=None)
+                  global_step=args.global_step, torch=torch.__version__, pgt_i=None)
     status = 0
     if args.model in REFERENCES:
         class_name, description = REFERENCES[args.model]
         reference = getattr(references, class_name)(**kwargs).to(device).train()
-        reference.load_state_dict(ours.state_dict())
+        reference.load_state_dict(pgti_model.state_dict())
         # Same function? Checked in float64, where the two implementations agree to rounding
         # (~1e-14); in float32 the recurrence amplifies rounding (weights perturbed by 1e-7
         # move dcrnn-pgt's outputs by ~1e-5), so that difference is reported, not judged.
-        single = _max_output_difference(ours, reference, x, y, args.global_step)
-        double = _max_output_difference(copy.deepcopy(ours).double(), copy.deepcopy(reference).double(),
+        single = _max_output_difference(pgti_model, reference, x, y, args.global_step)
+        double = _max_output_difference(copy.deepcopy(pgti_model).double(), copy.deepcopy(reference).double(),
                                         x.double(), y.double(), args.global_step)
         agree = double <= TOLERANCE
         result.update(max_abs_output_difference=double, max_abs_output_difference_float32=single,
                       outputs_agree=agree)
-        print(f"outputs      max |ours - reference| = {double:.1e} in float64 "
+        print(f"outputs      max |pgti - pgt_i| = {double:.1e} in float64 "
               f"({'ok' if agree else 'MISMATCH'}, tolerance {TOLERANCE:g}); {single:.1e} in float32")
         if not agree:
             status = EXIT_FAILURE
-    result["ours"] = _time(ours, x, y, device, args)
-    result["ours"].update(_memory(ours, x, y, device, args, kwargs, None))
-    _report("ours", f"batched sparse ({type(ours).__name__})", result["ours"], human_bytes)
+    result["pgti"] = _time(pgti_model, x, y, device, args)
+    result["pgti"].update(_memory(pgti_model, x, y, device, args, kwargs, None))
+    _report("pgti", f"batched sparse ({type(pgti_model).__name__})", result["pgti"], human_bytes)
     if args.model in REFERENCES:
-        result["reference"] = dict(class_name=class_name, description=description,
-                                   **_time(reference, x, y, device, args))
-        result["reference"].update(_memory(reference, x, y, device, args, kwargs, class_name))
-        _report("reference", description, result["reference"], human_bytes)
-        speedup = result["reference"]["median_s"] / result["ours"]["median_s"]
+        result["pgt_i"] = dict(class_name=class_name, description=description,
+                               **_time(reference, x, y, device, args))
+        result["pgt_i"].update(_memory(reference, x, y, device, args, kwargs, class_name))
+        _report("pgt_i", description, result["pgt_i"], human_bytes)
+        speedup = result["pgt_i"]["median_s"] / result["pgti"]["median_s"]
         result["speedup"] = speedup
-        mem_ours, mem_ref = result["ours"]["peak_bytes"], result["reference"]["peak_bytes"]
-        result["memory_ratio"] = mem_ref / mem_ours if mem_ours and mem_ref else None
+        mem_pgti, mem_pgt_i = result["pgti"]["peak_bytes"], result["pgt_i"]["peak_bytes"]
+        result["memory_ratio"] = mem_pgt_i / mem_pgti if mem_pgti and mem_pgt_i else None
         memory_text = f", {result['memory_ratio']:.1f}x less memory" if result["memory_ratio"] else ""
         print(f"speedup      {speedup:.1f}x per batch (median){memory_text}")
     else:
-        print("reference    none for this model (PGT-I style references exist for dcrnn, dcrnn-pgt)")
-    print(f"memory       measured as: {result['ours']['memory_method']}")
+        print("pgt_i        none for this model (PGT-I style references exist for dcrnn, dcrnn-pgt)")
+    print(f"memory       measured as: {result['pgti']['memory_method']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

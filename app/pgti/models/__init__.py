@@ -11,7 +11,6 @@ Every model maps `x [B, T_in, N, C_in]` to `[B, T_out, N, C_out]` with
   diffusion.py   batched diffusion terms over several supports (one product per step)
   dcgru.py       the DCGRU cell;  tgcn.py  the T-GCN cell
   dcrnn.py, dcrnn_pgt.py, a3tgcn.py, gwnet.py   the models
-  reference.py   PGT-I style message-passing versions (replicated edge_index) for the bench
   measure.py, example.py, info.py, cli_args.py  `pgti info model` and measurements
 
 Importing this package does not import torch.

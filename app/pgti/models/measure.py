@@ -146,7 +146,7 @@ def _child(request: dict) -> dict:
     torch.manual_seed(0)
     model = build_model(request["model"], **kwargs)
     if request["reference"]:
-        from pgti.models import reference as references  # torch_geometric: import only when needed
+        from pgti.bench import reference as references  # torch_geometric: import only when needed
 
         ours, model = model, getattr(references, request["reference"])(**kwargs)
         model.load_state_dict(ours.state_dict())

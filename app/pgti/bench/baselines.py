@@ -1,23 +1,25 @@
 """What the peers do, with the same split, scaler and features: the baselines of tests and benchmarks.
 
+Named as `pgti bench loader` names them:
+
 - materialized: DCRNN's `generate_training_data.py` and PyTorch Geometric Temporal's
   `StaticGraphTemporalSignal`. The whole series' features are prepared (normalized, calendar
   channels appended), then every window is copied out: x [S, Tin, N, Cx], y [S, Tout, N, Cy].
   Built here in float32 with one vectorized copy per array, the cheapest way there is: DCRNN's
   script stacks a Python list of float64 windows, so its real peak is about four times this.
-- per_sample_pgt: PGT-I's `IndexDataset` as its SC'25 artifacts ship it. On the CPU it keeps
+- pgt_i: PGT-I's `IndexDataset` as its SC'25 artifacts ship it. On the CPU it keeps
   one float64 numpy array [T, N, Cin + K] (the readings, `np.expand_dims(df.values, -1)`, then
   the time-of-day channel tiled over every sensor), standardized in place in float64; sample i
   is `torch.from_numpy` of two slices of it, x = data[s : s+Tin] and y = data[s+Tin : s+Tin+Tout],
   BOTH with every feature, and the default `DataLoader` collate stacks B of them (float64). The
   training loop casts afterwards. Its GPU path keeps the same array as a float32 device tensor
   and returns tensor slices.
-- per_sample: a kinder per-sample loader (ours, not PGT-I's): the same `__getitem__` + default
+- per_sample: a kinder per-sample loader (pgti's features, not PGT-I's code): the same `__getitem__` + default
   collate over float32 prepared series with exactly index-batching's features (x: inputs +
   calendar, y: raw targets), so it moves no extra bytes.
 
 materialized and per_sample produce, sample for sample, exactly the tensors `IndexBatcher`
-gathers (the tests check `torch.equal`); per_sample_pgt equals them after the cast to float32
+gathers (the tests check `torch.equal`); pgt_i equals them after the cast to float32
 and the choice of y's channels, up to float64-vs-float32 rounding of the standardization.
 """
 from __future__ import annotations

@@ -1,15 +1,17 @@
-"""The peers' loading schemes (app/pgti/data/baselines.py): correct, and identical to index-batching."""
+"""The peers' loading schemes (app/pgti/bench/baselines.py): correct, and identical to index-batching."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from helpers_windows import dcrnn_time_in_day, dcrnn_windows, pgt_index_dataset_data, random_config, random_series
+from data.helpers_windows import dcrnn_time_in_day, dcrnn_windows, pgt_index_dataset_data, random_config, random_series
 
-from pgti.data.baselines import (MaterializedBatches, PerSampleWindows, materialize_windows, per_sample_loader,
-                                 prepare_series, prepare_series_pgt)
+from pgti.bench.baselines import (MaterializedBatches, PerSampleWindows, materialize_windows, per_sample_loader,
+                                  prepare_series, prepare_series_pgt)
 from pgti.data.scaler import Scaler
-from pgti.data.windows import SPLITS, IndexBatcher, WindowSpec, make_splits, window_view
+from pgti.data.batcher import IndexBatcher
+from pgti.data.splits import SPLITS, make_splits
+from pgti.data.windows import WindowSpec, window_view
 
 
 def test_materialized_equals_dcrnn_generate_training_data():
@@ -109,7 +111,7 @@ def _assert_pgt_equals_index(pgt: torch.Tensor, index: torch.Tensor, scaler_mean
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_per_sample_pgt_equals_index_after_cast(seed):
+def test_pgt_i_per_sample_equals_index_batching_after_cast(seed):
     cfg = random_config(seed)
     signals, timestamps = random_series(seed, cfg["num_steps"], cfg["num_nodes"], cfg["num_channels"])
     splits = make_splits(cfg["num_steps"], cfg["input_steps"], cfg["output_steps"], cfg["stride"], cfg["ratios"])
@@ -137,7 +139,7 @@ def test_per_sample_pgt_equals_index_after_cast(seed):
 
 
 @pytest.mark.gpu
-def test_per_sample_pgt_gpu_variant_returns_device_slices():
+def test_pgt_i_gpu_variant_returns_device_slices():
     signals, timestamps = random_series(6, 300, 5, 1)
     train = make_splits(300)["train"]
     spec = WindowSpec(time_of_day=True, normalize_targets=True)

@@ -2,7 +2,7 @@
 
 PGT-I's `BatchedDCRNN` flattens a batch to `[B*N, C]` and replicates `edge_index` B times with
 node offsets `b*N`, then runs torch_geometric `MessagePassing` (gather `x_j`, scale, scatter-add)
-per diffusion step. These models compute the same functions as ours with that machinery and
+per diffusion step. These models compute the same functions as pgti's with that machinery and
 the same parameters (load our `state_dict`), so `pgti bench model` can compare speed and memory
 on equal terms and check that the outputs agree.
 
@@ -95,7 +95,7 @@ def pgt_directions(edge_index, edge_weight, num_nodes: int):
 
 
 class PGTMessagePassingDConv(PGTDiffusionWeights):
-    """PGT's `updatedDConv` on `[B*N, C]` with replicated edges (same parameters as ours)."""
+    """PGT's `updatedDConv` on `[B*N, C]` with replicated edges (same parameters as pgti's)."""
 
     def __init__(self, in_channels: int, out_channels: int, K: int):
         super().__init__(in_channels, out_channels, K)

@@ -1,0 +1,31 @@
+"""`pgti bench model` (app/pgti/bench/model.py) on a small dataset file."""
+import json
+
+import pytest
+
+
+def test_bench_model_checks_outputs_and_writes_json(make_dataset, pgti_cli, tmp_path):
+    path = make_dataset(T=120, N=9, C=1)
+    out_json = tmp_path / "bench.json"
+    status, out, err = pgti_cli("bench", "model", "--model", "dcrnn-pgt", "--data", path, "--batch-size", "4",
+                                "--steps", "2", "--json", out_json)
+    assert status == 0, err
+    result = json.loads(out_json.read_text())
+    assert result["outputs_agree"] and result["max_abs_output_difference"] <= 1e-4
+    assert result["max_abs_output_difference_float32"] <= 1e-3
+    assert result["speedup"] > 0 and len(result["pgti"]["seconds"]) == 2
+    assert result["pgti"]["parameters"] == result["pgt_i"]["parameters"] == 150
+    assert result["pgti"]["peak_bytes"] > 0 and result["pgt_i"]["peak_bytes"] > 0
+    assert "speedup" in out
+
+
+@pytest.mark.parametrize("model, extra", [
+    ("dcrnn", ["--set", "hidden_size=4"]),
+    ("gwnet", ["--set", "residual_channels=8", "--set", "skip_channels=16", "--set", "end_channels=16"]),
+])
+def test_bench_model_other_models(make_dataset, pgti_cli, model, extra):
+    path = make_dataset(T=120, N=9, C=1)
+    status, out, err = pgti_cli("bench", "model", "--model", model, "--data", path, "--batch-size", "3",
+                                "--steps", "1", "--input-steps", "4", "--output-steps", "3", "--no-memory", *extra)
+    assert status == 0, err
+    assert ("speedup" in out) == (model == "dcrnn")
