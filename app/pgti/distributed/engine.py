@@ -18,7 +18,6 @@ Usage in the loop:
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import socket
@@ -50,9 +49,6 @@ class Engine:
         norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm) if max_norm > 0 else None
         optimizer.step()
         return None if norm is None else float(norm)
-
-    def no_sync(self, model):
-        return contextlib.nullcontext()
 
     def close(self) -> None:
         pass
@@ -137,9 +133,6 @@ class DDPEngine(Engine):
         if optimizer_state is not None:
             optimizer.load_state_dict(self.world.comm.bcast(optimizer_state if self.world.rank == 0 else None, root=0))
         return wrapped, optimizer
-
-    def no_sync(self, model):
-        return model.no_sync()
 
     def close(self) -> None:
         if self.dist.is_initialized():
