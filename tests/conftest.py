@@ -1,12 +1,9 @@
 """Suite-wide fixtures: CUDA/MPI availability, a small random dataset factory, CLI runner."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-from testlib import REPO  # noqa: F401  (tests/ is on pytest's pythonpath: see setup.cfg)
+from testlib import write_random_dataset  # tests/ is on pytest's pythonpath: see setup.cfg
 
 
 def pytest_collection_modifyitems(config, items):
@@ -24,24 +21,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def make_dataset(tmp_path):
-    """Write a small random pgti dataset; returns its path. Values are exact float32."""
-    from pgti.data.format import write_dataset
+    """Write a small random pgti dataset (`testlib.write_random_dataset`) under tmp_path;
+    returns its path. Values are exact float32."""
 
     def make(name="d.h5", T=500, N=7, C=2, seed=0, missing=0.05, interval=300, start=1_330_560_000, **kw):
-        rng = np.random.default_rng(seed)
-        signals = rng.uniform(1.0, 70.0, size=(T, N, C)).astype(np.float32)
-        signals[rng.random((T, N, C)) < missing] = 0.0
-        src = rng.integers(0, N, 3 * N)
-        dst = rng.integers(0, N, 3 * N)
-        edge_index = np.stack([src, dst])
-        edge_weight = rng.uniform(0.1, 1.0, src.size).astype(np.float32)
-        path = tmp_path / name
-        write_dataset(
-            path, signals, start + interval * np.arange(T, dtype=np.int64),
-            node_ids=[f"s{i}" for i in range(N)], channels=[f"c{i}" for i in range(C)],
-            interval_seconds=interval, edge_index=edge_index, edge_weight=edge_weight, **kw,
-        )
-        return path
+        return write_random_dataset(tmp_path / name, T, N, C, seed, missing, interval, start, **kw)
 
     return make
 

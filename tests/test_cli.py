@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from pgti.cli import COMMANDS
+from testlib import pgti_command, run_into_closed_pipe, synth_dataset
 
 
 @pytest.mark.parametrize("argv", [[]] + [[g, c] if g else [c] for g, c, _, _ in COMMANDS])
@@ -23,17 +24,6 @@ def test_help_never_imports_torch(argv):
 
 def test_a_closed_pipe_is_no_traceback(tmp_path):
     """`pgti data info FILE | head`: the reader is gone before pgti prints."""
-    import os
-
-    from pgti.data.synth import SynthSpec, generate
-
-    data = tmp_path / "d.h5"
-    generate(SynthSpec(num_nodes=8, num_steps=300, seed=1), data, progress=False)
-    read, write = os.pipe()
-    os.close(read)  # nobody will ever read: the first write fails with EPIPE
-    try:
-        done = subprocess.run([sys.executable, "-m", "pgti.cli", "data", "info", str(data)], stdout=write,
-                              stderr=subprocess.PIPE, text=True, timeout=60)
-    finally:
-        os.close(write)
+    data = synth_dataset(tmp_path / "d.h5", num_nodes=8, num_steps=300, seed=1)
+    done = run_into_closed_pipe(pgti_command("data", "info", data), timeout=60)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr

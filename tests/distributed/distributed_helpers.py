@@ -6,9 +6,7 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
-from testlib import run_mpi
+from testlib import run_mpi, write_random_dataset
 
 HERE = Path(__file__).parent
 # (ranks, PGTI_RANKS_PER_NODE or None = the real node): one real node, two simulated nodes of
@@ -17,21 +15,10 @@ LOAD_CONFIGS = [(2, None), (2, 1), (3, 2)]
 _LOAD_RESULTS: dict = {}
 
 
-def write_small_dataset(path: Path, num_steps: int = 500, num_nodes: int = 7, num_channels: int = 2,
-                        nan_at_step: int | None = None) -> Path:
-    """A random pgti dataset (chunks of 50 steps); optionally a NaN at one step."""
-    from pgti.data.format import write_dataset
-
-    rng = np.random.default_rng(0)
-    signals = rng.uniform(1.0, 70.0, size=(num_steps, num_nodes, num_channels)).astype(np.float32)
-    signals[rng.random(signals.shape) < 0.05] = 0.0
-    if nan_at_step is not None:
-        signals[nan_at_step, 1, 0] = np.nan
-    edge_index = np.stack([np.arange(num_nodes), np.roll(np.arange(num_nodes), 1)])
-    return write_dataset(path, signals, 300 * np.arange(num_steps, dtype=np.int64),
-                         node_ids=[f"s{i}" for i in range(num_nodes)],
-                         channels=[f"c{i}" for i in range(num_channels)], interval_seconds=300,
-                         edge_index=edge_index, edge_weight=np.ones(num_nodes, np.float32), chunk_steps=50)
+def write_small_dataset(path: Path, nan_at_step: int | None = None) -> Path:
+    """The suites' random dataset (500 steps, 7 sensors, 2 channels, chunks of 50 steps,
+    timestamps from 0); optionally a NaN at one step."""
+    return write_random_dataset(path, start=0, nan_at_step=nan_at_step, chunk_steps=50)
 
 
 def mpi_env(ranks_per_node: int | None) -> dict:

@@ -10,8 +10,9 @@ Usage: mpi_errors.py SCENARIO DATASET
 import sys
 
 from pgti.data.format import open_dataset
+from pgti.distributed.failfast import abort_on_error
 from pgti.distributed.load import load_signals
-from pgti.distributed.world import abort_on_error, init_world
+from pgti.distributed.world import init_world
 
 
 def main(scenario: str, path: str) -> None:

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from pgti.data.format import read_signals
+from pgti.distributed.failfast import abort_on_error
 from pgti.distributed.load import load_signals, node_time_span, open_dataset_once
 from pgti.distributed.partition import rank_window_starts
-from pgti.distributed.world import abort_on_error, agree_any, allreduce_sum, init_world, setup_logging
+from pgti.distributed.world import agree_any, allreduce_sum, init_world, setup_logging
 
 TIN, TOUT, BATCH = 12, 12, 8
 # Explicit per-node spans (steps), with gaps between them and out of order.

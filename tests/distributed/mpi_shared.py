@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch  # imported before the baseline so its memory is not counted as growth
 
+from pgti.distributed.failfast import abort_on_error
 from pgti.distributed.load import load_signals, open_dataset_once
-from pgti.distributed.world import abort_on_error, device_for, init_world
+from pgti.distributed.world import device_for, init_world
 from pgti.errors import UserError
 
 

@@ -7,7 +7,8 @@ import json
 import sys
 
 from pgti.distributed.load import load_signals
-from pgti.distributed.world import abort_on_error, init_world
+from pgti.distributed.failfast import abort_on_error
+from pgti.distributed.world import init_world
 from pgti.errors import UserError
 
 

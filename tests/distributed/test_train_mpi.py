@@ -2,19 +2,17 @@
 run resumes bit-exactly, partitioned placement trains like replicated, errors end every rank."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from testlib import mpirun_command, signal_after_log
+from testlib import (assert_bitwise_equal, assert_state_close, final_params, latest_checkpoint, metrics_rows,
+                     mpirun_command, signal_after_log, synth_dataset, train_command)
 
 RUN = ["model.name=dcrnn-pgt", "train.batch_size=16", "train.epochs=2", "train.max_steps=24",
        "train.shuffle=local", "log.every_steps=4", "log.plots=false", "data.prefetch=false"]
@@ -22,19 +20,11 @@ RUN = ["model.name=dcrnn-pgt", "train.batch_size=16", "train.epochs=2", "train.m
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    from pgti.data.synth import SynthSpec, generate
-
-    path = tmp_path_factory.mktemp("mpidata") / "d.h5"
-    generate(SynthSpec(num_nodes=24, num_steps=800, seed=5), path, progress=False)
-    return path
+    return synth_dataset(tmp_path_factory.mktemp("mpidata") / "d.h5", num_nodes=24, num_steps=800, seed=5)
 
 
 def command(world, data, run_dir, *extra):
-    cmd = mpirun_command(world) + [sys.executable, "-m", "pgti.cli", "train", "--run-dir", str(run_dir),
-                                   "--set", f"data.path={data}"]
-    for item in RUN + list(extra):
-        cmd += [item] if item.startswith("--") else ["--set", item]
-    return cmd
+    return mpirun_command(world) + train_command(data, run_dir, *RUN, *extra)
 
 
 def train(world, data, run_dir, *extra, env=None, timeout=240):
@@ -42,12 +32,6 @@ def train(world, data, run_dir, *extra, env=None, timeout=240):
                           env={**os.environ, **(env or {})})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
-
-
-def final_params(run_dir):
-    from pgti.train.checkpoint import CheckpointManager, load_checkpoint
-
-    return load_checkpoint(CheckpointManager(Path(run_dir) / "checkpoints").latest())["model"]
 
 
 def ranks_agree(run_dir, world):
@@ -73,9 +57,7 @@ def test_ddp_ranks_agree_and_match_horovod(horovod_w2, data, tmp_path):
     run_dir = tmp_path / "ddp"
     train(2, data, run_dir, "dist.engine=ddp")
     assert ranks_agree(run_dir, 2)
-    a, b = final_params(horovod_w2), final_params(run_dir)
-    for k in a:
-        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
+    assert_state_close(final_params(horovod_w2), final_params(run_dir), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.mpi
@@ -99,13 +81,9 @@ def test_w2_killed_after_a_checkpoint_resumes_bit_exactly(horovod_w2, data, tmp_
     else:
         pytest.fail("three runs ended before SIGKILL reached them")
     train(2, data, run_dir, "dist.engine=horovod", "checkpoint.every_steps=3", "--resume=auto")
-    a, b = final_params(horovod_w2), final_params(run_dir)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_bitwise_equal(final_params(horovod_w2), final_params(run_dir))
     # ... and the same metrics: the resumed epoch's train loss counts every rank's part once
-    rows = lambda d: [{k: r[k] for k in ("epoch", "train_loss", "val")}
-                      for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())]
-    assert rows(run_dir) == rows(horovod_w2)
+    assert metrics_rows(run_dir) == metrics_rows(horovod_w2)
 
 
 @pytest.mark.mpi
@@ -113,9 +91,7 @@ def test_partitioned_placement_trains_exactly_like_replicated(data, tmp_path):
     two_nodes = {"PGTI_RANKS_PER_NODE": "1"}  # each rank its own (simulated) node and node-shared array
     train(2, data, tmp_path / "rep", "data.placement=replicated", env=two_nodes)
     part = train(2, data, tmp_path / "part", "data.placement=partitioned", env=two_nodes)
-    a, b = final_params(tmp_path / "rep"), final_params(tmp_path / "part")
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_bitwise_equal(final_params(tmp_path / "rep"), final_params(tmp_path / "part"))
     assert "2 node(s)" in part.stdout
 
 
@@ -201,14 +177,10 @@ def test_resume_with_another_world_size_continues(horovod_w2, data, tmp_path):
     run_dir = tmp_path / "w1"
     shutil.copytree(horovod_w2, run_dir)
     # The W=2 run stopped at max_steps=24; continue it on one rank to 30 steps.
-    proc = subprocess.run([sys.executable, "-m", "pgti.cli", "train", "--run-dir", str(run_dir),
-                           "--set", f"data.path={data}", *sum((["--set", s] for s in RUN), []),
-                           "--set", "train.max_steps=30", "--resume", "auto"],
+    proc = subprocess.run(train_command(data, run_dir, *RUN, "train.max_steps=30", "--resume=auto"),
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout + proc.stderr
     assert "resuming with 1 ranks from a 2-rank checkpoint" in text
-    from pgti.train.checkpoint import CheckpointManager, load_checkpoint
-
-    state = load_checkpoint(CheckpointManager(run_dir / "checkpoints").latest())
+    state = latest_checkpoint(run_dir)
     assert state["global_step"] == 30 and state["world_size"] == 1

@@ -204,21 +204,6 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         return proc.returncode == 0
 
 
-def final_params(run_dir: Path) -> dict:
-    """The model parameters of a run's newest checkpoint."""
-    from pgti.train.checkpoint import CheckpointManager, load_checkpoint
-
-    return load_checkpoint(CheckpointManager(Path(run_dir) / "checkpoints").latest())["model"]
-
-
-def assert_bitwise_equal(a: dict, b: dict) -> None:
-    import torch
-
-    assert a.keys() == b.keys()
-    different = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not different, f"parameters differ: {different}"
-
-
 FAKE_PGTI = """#!/bin/bash
 # A stand-in for pgti that keeps its signal protocol (USR1/TERM/INT: "checkpoint", exit 75)
 # and starts in milliseconds: for the job scripts' own decisions.
@@ -237,11 +222,3 @@ def fake_installation(root: Path) -> Path:
     (root / "bin" / "pgti").write_text(FAKE_PGTI)
     (root / "bin" / "pgti").chmod(0o755)
     return root
-
-
-def wait_for(path: Path, timeout: float, what: str = "") -> None:
-    end = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > end:
-            raise TimeoutError(f"{path} did not appear within {timeout:.0f} s {what}")
-        time.sleep(0.1)

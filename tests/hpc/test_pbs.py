@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hpc_helpers import clean_env, fake_installation, wait_for
+from hpc_helpers import clean_env
 from testlib import REPO, signal_after_log
 
 PBS = REPO / "jobs" / "pbs" / "train.pbs"

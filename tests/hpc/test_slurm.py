@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hpc_helpers import assert_bitwise_equal, clean_env, fake_installation, final_params, wait_for
-from testlib import REPO
+from hpc_helpers import clean_env, fake_installation
+from testlib import REPO, assert_bitwise_equal, final_params, wait_for_files, wait_until
 
 SBATCH = REPO / "jobs" / "slurm" / "train.sbatch"
 DEMO = REPO / "jobs" / "configs" / "demo.toml"
@@ -57,12 +57,14 @@ def test_sbatch_requeues_on_signal_and_resumes_bit_exactly(slurm, demo_data, tmp
 
     # The same run, signalled after its first checkpoint.
     job_id, run_dir, out = submit(slurm, tmp_path, "requeued", demo_data, launcher)
-    end = time.monotonic() + 120
-    while not (run_dir / "checkpoints" / "latest").exists():
+
+    def still_running():
         assert slurm.job(job_id).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), \
             describe(slurm, job_id, out, run_dir)
-        assert time.monotonic() < end, "no checkpoint within 120 s\n" + describe(slurm, job_id, out, run_dir)
-        time.sleep(0.2)
+
+    wait_until((run_dir / "checkpoints" / "latest").exists,
+               lambda: "a checkpoint\n" + describe(slurm, job_id, out, run_dir), timeout=120, poll=0.2,
+               check=still_running)
     slurm.run(["scancel", "--signal=USR1", "--batch", job_id])
     info = slurm.wait_job(job_id, timeout=180)
     text = out.read_text()
@@ -112,7 +114,7 @@ def test_scancel_is_not_undone_by_a_requeue(slurm, tmp_path):
     env = slurm.env(PGTI_HOME=fake, FAKE_PGTI_STARTED=tmp_path / "started")
     job_id = slurm.sbatch(["--job-name", "cancel", "--ntasks-per-node=1", str(SBATCH), str(DEMO), str(tmp_path / "run")],
                           cwd=tmp_path, env=env)
-    wait_for(tmp_path / "started", 60, f"(job {job_id}: {slurm.job(job_id)})")
+    wait_for_files(tmp_path / "started", timeout=60, poll=0.1, what=f"(job {job_id}: {slurm.job(job_id)})")
     slurm.run(["scancel", job_id])
     info = slurm.wait_job(job_id, timeout=60)
     time.sleep(2)  # a requeue would show up here

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from pgti.models.registry import build_model
+from testlib import assert_bitwise_equal
 
 SMALL_GWNET = dict(residual_channels=16, dilation_channels=16, skip_channels=32, end_channels=64)
 
@@ -44,7 +45,7 @@ def test_same_seed_same_parameters(name, helpers):
         return model.state_dict()
 
     first, second = trained(), trained()
-    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert_bitwise_equal(first, second)
     torch.manual_seed(8)
     other, *_ = build(name, case[1], case[4], helpers)
     assert not all(torch.equal(first[k], v) for k, v in other.state_dict().items() if v.is_floating_point())

@@ -5,11 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from testlib import synth_dataset
+
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "tiny.h5"
-    from pgti.data.synth import SynthSpec, generate
-
-    generate(SynthSpec(num_nodes=20, num_steps=1500, seed=3), path, progress=False)
-    return path
+    return synth_dataset(tmp_path_factory.mktemp("data") / "tiny.h5", num_nodes=20, num_steps=1500, seed=3)

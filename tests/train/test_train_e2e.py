@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import h5py
 import numpy as np
 import pytest
 
-from train_helpers import ENV, assert_bitwise_equal, final_model, run_train, train_cmd
+from testlib import (assert_bitwise_equal, final_params, metrics_rows, pgti_command, run_into_closed_pipe, run_pgti,
+                     synth_dataset, wait_for_files)
+from train_helpers import ENV, run_train, train_cmd
 
 EXIT_RESUBMIT = 75
 
@@ -24,19 +25,6 @@ def reference_run(tiny_data, tmp_path_factory):
     proc = run_train(tiny_data, run_dir)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return run_dir, proc
-
-
-def _wait_for(path_glob, proc, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = sorted(path_glob())
-        if found:
-            return found
-        if proc.poll() is not None:
-            raise AssertionError(f"training ended (status {proc.returncode}) before the checkpoint appeared:\n"
-                                 + proc.stdout.read()[-2000:] + proc.stderr.read()[-2000:])
-        time.sleep(0.01)
-    raise AssertionError("timed out waiting for a checkpoint")
 
 
 def test_run_directory_contents(reference_run):
@@ -59,25 +47,22 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(reference_run, tiny_
     # Same training config; frequent checkpoints are resume-safe settings (not in the config hash).
     cmd = train_cmd(tiny_data, run_dir, "checkpoint.every_steps=4")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    _wait_for(lambda: (run_dir / "checkpoints").glob("step-000000008.pt"), proc)
+    wait_for_files(run_dir / "checkpoints" / "step-000000008.pt", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL  # really killed mid-run, not finished
     resumed = run_train(tiny_data, run_dir, "checkpoint.every_steps=4", "--resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout + resumed.stderr
-    assert_bitwise_equal(final_model(ref_dir), final_model(run_dir))
-    ref_rows = (ref_dir / "metrics.jsonl").read_text().splitlines()
-    got_rows = (run_dir / "metrics.jsonl").read_text().splitlines()
-    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k in ("epoch", "train_loss", "val")} for r in rows]
-    assert strip(got_rows) == strip(ref_rows)
+    assert_bitwise_equal(final_params(ref_dir), final_params(run_dir))
+    assert metrics_rows(run_dir) == metrics_rows(ref_dir)
 
 
 def test_sigterm_checkpoints_and_exits_with_resubmit_status(tiny_data, tmp_path):
     run_dir = tmp_path / "term"
     proc = subprocess.Popen(train_cmd(tiny_data, run_dir, "checkpoint.every_steps=3", "train.epochs=20"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: (run_dir / "checkpoints").glob("step-*.pt"), proc)
+    wait_for_files(run_dir / "checkpoints" / "step-*.pt", proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_RESUBMIT, err[-2000:]
@@ -98,14 +83,12 @@ def test_time_limit_checkpoints_before_the_limit(tiny_data, tmp_path):
 
 def test_evaluate_and_predict_agree(reference_run, tmp_path):
     run_dir, _ = reference_run
-    ev = subprocess.run([sys.executable, "-m", "pgti.cli", "evaluate", str(run_dir), "--split", "test"],
-                        capture_output=True, text=True, timeout=120)
+    ev = run_pgti("evaluate", run_dir, "--split", "test")
     assert ev.returncode == 0, ev.stderr[-2000:]
     assert "15 min" in ev.stdout and "last-value MAE" in ev.stdout
     metrics = json.loads((run_dir / "metrics_test.json").read_text())
     out = tmp_path / "preds.h5"
-    pr = subprocess.run([sys.executable, "-m", "pgti.cli", "predict", str(run_dir), "--out", str(out)],
-                        capture_output=True, text=True, timeout=120)
+    pr = run_pgti("predict", run_dir, "--out", out)
     assert pr.returncode == 0, pr.stderr[-2000:]
     with h5py.File(out) as f:
         pred, target, ts = f["prediction"][()], f["target"][()], f["timestamps"][()]
@@ -122,8 +105,7 @@ def test_max_steps_stop_then_resume_keeps_rows_and_extends_bit_exactly(reference
     stay), resuming with the limit lifted ends exactly like the uninterrupted run."""
     ref_dir, _ = reference_run
     run_dir = tmp_path / "limited"
-    strip = lambda d: [{k: v for k, v in json.loads(r).items() if k in ("epoch", "train_loss", "val", "best_val_mae")}
-                       for r in (d / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda d: metrics_rows(d, keys=("epoch", "train_loss", "val", "best_val_mae"))
     steps_per_epoch = json.loads((ref_dir / "metrics.jsonl").read_text().splitlines()[0])["global_step"]
     limit = steps_per_epoch + steps_per_epoch // 2  # halfway through the second epoch
     first = run_train(tiny_data, run_dir, f"train.max_steps={limit}")
@@ -135,13 +117,8 @@ def test_max_steps_stop_then_resume_keeps_rows_and_extends_bit_exactly(reference
     assert strip(run_dir) == rows  # nothing left to do: the rows stay as they were
     extended = run_train(tiny_data, run_dir, "train.max_steps=0", "--resume=auto")
     assert extended.returncode == 0, extended.stderr[-3000:]
-    assert_bitwise_equal(final_model(ref_dir), final_model(run_dir))
+    assert_bitwise_equal(final_params(ref_dir), final_params(run_dir))
     assert strip(run_dir) == strip(ref_dir)
-
-
-def _pgti(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "pgti.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def test_resume_path_is_checked_against_the_config(reference_run, tiny_data, tmp_path):
@@ -157,17 +134,14 @@ def test_resume_path_is_checked_against_the_config(reference_run, tiny_data, tmp
 
 
 def test_another_sensor_set_and_an_empty_split_are_refused(reference_run, tmp_path):
-    from pgti.data.synth import SynthSpec, generate
-
     ref_dir, _ = reference_run
-    other = tmp_path / "other.h5"
-    generate(SynthSpec(num_nodes=24, num_steps=1500, seed=3), other, progress=False)
-    proc = _pgti("evaluate", ref_dir, "--set", f"data.path={other}")
+    other = synth_dataset(tmp_path / "other.h5", num_nodes=24, num_steps=1500, seed=3)
+    proc = run_pgti("evaluate", ref_dir, "--set", f"data.path={other}")
     assert proc.returncode == 2 and "trained on a dataset with other sensors than" in proc.stderr, proc.stderr
     assert "(20 vs 24)" in proc.stderr and "Traceback" not in proc.stderr
-    proc = _pgti("evaluate", ref_dir, "--split", "test", "--set", "data.ratios=[0.8,0.2,0.0]")
+    proc = run_pgti("evaluate", ref_dir, "--split", "test", "--set", "data.ratios=[0.8,0.2,0.0]")
     assert proc.returncode == 2 and "the test split is empty" in proc.stderr, proc.stderr
-    proc = _pgti("evaluate", ref_dir, "--batch-size", "0")
+    proc = run_pgti("evaluate", ref_dir, "--batch-size", "0")
     assert proc.returncode == 2 and "argument --batch-size: 0 must be >= 1" in proc.stderr, proc.stderr
 
 
@@ -178,7 +152,7 @@ def test_unusable_run_and_output_paths_are_one_line(reference_run, tiny_data, tm
     for run_dir, message in ((a_file, "exists and is not a directory"), (a_file / "sub", "cannot create")):
         proc = run_train(tiny_data, run_dir)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
-    proc = _pgti("predict", ref_dir, "--out", tmp_path)
+    proc = run_pgti("predict", ref_dir, "--out", tmp_path)
     assert proc.returncode == 2 and "is a directory; give a file name" in proc.stderr, proc.stderr
 
 
@@ -211,12 +185,12 @@ def test_evaluate_needs_no_training_batch_and_survives_an_edited_pointer(referen
     import shutil
 
     ref_dir, _ = reference_run
-    proc = _pgti("evaluate", ref_dir, "--split", "val", "--set", "train.batch_size=100000")
+    proc = run_pgti("evaluate", ref_dir, "--split", "val", "--set", "train.batch_size=100000")
     assert proc.returncode == 0, proc.stderr  # the training split's batch check is for training only
     run_dir = tmp_path / "copy"
     shutil.copytree(ref_dir, run_dir)
     (run_dir / "checkpoints" / "latest").write_text("garbage\n")
-    proc = _pgti("evaluate", run_dir, "--checkpoint", "latest")
+    proc = run_pgti("evaluate", run_dir, "--checkpoint", "latest")
     newest = sorted((run_dir / "checkpoints").glob("step-*.pt"))[-1].name
     assert proc.returncode == 0 and f"({newest}," in proc.stdout, proc.stdout + proc.stderr
 
@@ -227,14 +201,6 @@ def test_training_needs_a_validation_split(tiny_data, tmp_path):
 
 
 def test_evaluate_into_a_closed_pipe_is_no_traceback(reference_run):
-    import os
-
     ref_dir, _ = reference_run
-    read, write = os.pipe()
-    os.close(read)
-    try:
-        done = subprocess.run([sys.executable, "-m", "pgti.cli", "evaluate", str(ref_dir)], stdout=write,
-                              stderr=subprocess.PIPE, text=True, timeout=120)
-    finally:
-        os.close(write)
+    done = run_into_closed_pipe(pgti_command("evaluate", ref_dir))
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr

@@ -15,11 +15,12 @@ Modes
   "leaders"  every node leader reads its own span from the file (parallel file systems).
 
 Per-node spans (partitioned placement). Ranks may pass different [t0, t1): each node holds
-the union of its ranks' spans (see `node_time_span`). In "bcast" mode the leaders' spans are
-allgathered; rank 0 reads the union of all spans (merged intervals) in blocks, every leader
-receives every block and keeps the part that intersects its span. Memory per node is its own
-span; network traffic is the union of the spans per node (simple and correct, and equal to
-the whole array in the common case of full spans).
+the smallest span covering its ranks' spans, gaps included (see `node_time_span`). In
+"bcast" mode the leaders' spans are allgathered; rank 0 reads the union of all nodes' spans
+(merged intervals, gaps between them skipped) in blocks, every leader receives every block
+and keeps the part that intersects its span. Memory per node is its own span; every node
+receives the whole union (simple and correct, and equal to the whole array in the common case
+of full spans).
 
 Storage dtype: "float32" (exact), "float16" or "bfloat16" (half the memory; converted per
 block by the reader before the broadcast, so the network carries half the bytes too).
@@ -38,8 +39,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from pgti.data.format import DatasetInfo, open_dataset, read_signals
+from pgti.distributed.failfast import raise_if_any_failed, run_on_root
 from pgti.distributed.shared import SharedArray
-from pgti.distributed.world import raise_if_any_failed, run_on_root
 from pgti.errors import UserError
 
 if TYPE_CHECKING:
@@ -100,8 +101,8 @@ def load_signals(world: "World", info: DatasetInfo | str | os.PathLike, t0: int 
     over the world; see the module docstring).
 
     info         DatasetInfo (e.g. from `open_dataset_once`) or a path (opened once on rank 0).
-    t0, t1       steps this rank needs; the node holds the union over its ranks (empty spans
-                 ignored). Default: the whole series.
+    t0, t1       steps this rank needs; the node holds the smallest span covering its ranks'
+                 spans (empty spans ignored). Default: the whole series.
     mode         "bcast" | "leaders".
     block_bytes  float32 bytes read per block (at least one step).
     dtype        storage: "float32" | "float16" | "bfloat16".

@@ -27,9 +27,10 @@ training windows, W = world size, B = batch size, nb = batches per rank.
   shuffle="none"    The same blocks as "local", in order (no shuffling), same trimming/padding.
 
 Evaluation (`eval_shard`): contiguous shards of the same floor(r*S/W) boundaries, NOT
-trimmed or padded: sizes may differ by one and a rank may get 0 windows (S < W). Callers
-reduce sums (allreduce_sum) and loop `max_batches` times on every rank, with empty batches
-where a rank has run out, so every rank joins every collective.
+trimmed or padded: sizes may differ by one and a rank may get 0 windows (S < W). Each rank
+scores its own shard with no collective per batch, so ranks may run different numbers of
+batches; the metric sums (not means) are allreduced once at the end (pgti.train.evaluate),
+which gives exactly the single-process result.
 
 The permutations use numpy's `default_rng(SeedSequence([seed, epoch]))`: the same on every
 machine and platform for a given numpy major version.
@@ -102,17 +103,19 @@ def rank_window_starts(window_starts, rank: int, world_size: int, batch_size: in
 
 
 class EvalShard(NamedTuple):
-    """A rank's evaluation windows and the loop length every rank must run."""
+    """A rank's evaluation windows, and the batch count of the largest shard."""
 
     starts: np.ndarray  # int64 [S_r] window starts, in order; S_r may be 0
-    max_batches: int  # ceil(largest shard / B): batches of the rank with the most windows
+    max_batches: int  # ceil(largest shard / B): the most batches any rank has (the same on every rank)
 
 
 def eval_shard(window_starts, rank: int, world_size: int, batch_size: int = 1) -> EvalShard:
     """Contiguous evaluation shard of `rank` (sizes differ by at most one; may be empty).
 
-    Every rank must still run `max_batches` collective steps (empty batches once its shard
-    is exhausted) and the caller must reduce sums, not means, across ranks."""
+    The caller reduces sums, not means, across ranks. `max_batches` (batches of
+    `batch_size`) is what a caller whose per-batch step were a collective would have to loop
+    on every rank, with empty batches once its shard is exhausted; pgti's evaluation has no
+    per-batch collective and only uses `starts`."""
     if batch_size < 1:
         raise ValueError(f"batch_size {batch_size} must be >= 1")
     window_starts = np.asarray(window_starts, dtype=np.int64).reshape(-1)
