@@ -4,12 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from data.helpers_windows import dcrnn_time_in_day, dcrnn_windows, pgt_index_dataset_data, random_config, random_series
 
-from pgti.bench.baselines import (MaterializedBatches, PerSampleWindows, materialize_windows, per_sample_loader,
-                                  prepare_series, prepare_series_pgt)
-from pgti.data.scaler import Scaler
+from data.helpers_windows import dcrnn_time_in_day, dcrnn_windows, pgt_index_dataset_data, random_config, random_series
+from pgti.bench.baselines import (
+    MaterializedBatches,
+    PerSampleWindows,
+    materialize_windows,
+    per_sample_loader,
+    prepare_series,
+    prepare_series_pgt,
+)
 from pgti.data.batcher import IndexBatcher
+from pgti.data.scaler import Scaler
 from pgti.data.splits import SPLITS, make_splits
 from pgti.data.windows import WindowSpec, window_view
 

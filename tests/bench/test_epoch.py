@@ -8,7 +8,6 @@ import torch
 
 from pgti.bench import epoch
 
-
 SMALL = {"dcrnn-pgt": {}, "dcrnn": {"hidden_size": 16, "num_layers": 1}}  # fast: same code paths
 
 

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 import torch
-from models.helpers_graph import make_graph
 
+from models.helpers_graph import make_graph
 from pgti.bench.reference import EdgePropagation, MessagePassingDCRNN, PGTBatchedDCRNN, pgt_directions
 from pgti.models.dcrnn import DCRNN
 from pgti.models.dcrnn_pgt import PGTDCRNN

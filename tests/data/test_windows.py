@@ -8,13 +8,17 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers_windows import (dcrnn_split, dcrnn_time_in_day, dcrnn_windows, random_config, random_series,
-                             strided_window_starts)
+from helpers_windows import (
+    dcrnn_time_in_day,
+    dcrnn_windows,
+    random_config,
+    random_series,
+)
 
 from pgti.bench.baselines import materialize_windows
-from pgti.data.scaler import Scaler
 from pgti.data.batcher import IndexBatcher, epoch_order
-from pgti.data.splits import SPLITS, all_window_starts, count_windows, dcrnn_split_counts, make_splits
+from pgti.data.scaler import Scaler
+from pgti.data.splits import SPLITS, all_window_starts, make_splits
 from pgti.data.windows import WindowGather, WindowSpec, calendar_features, read_series
 from pgti.errors import UserError
 

@@ -6,8 +6,8 @@ import hashlib
 import json
 import sys
 
-from pgti.distributed.load import load_signals
 from pgti.distributed.failfast import abort_on_error
+from pgti.distributed.load import load_signals
 from pgti.distributed.world import init_world
 from pgti.errors import UserError
 

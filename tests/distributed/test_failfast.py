@@ -2,9 +2,9 @@
 import time
 
 import pytest
+from distributed_helpers import HERE, mpi_env, write_small_dataset
 
 from testlib import run_mpi
-from distributed_helpers import HERE, mpi_env, write_small_dataset
 
 ERROR_CASES = [
     # scenario, PGTI_RANKS_PER_NODE, exit status, the one message

@@ -3,8 +3,8 @@ import hashlib
 
 import numpy as np
 import pytest
-
 from distributed_helpers import LOAD_CONFIGS, load_run
+
 from pgti.data.format import read_signals
 from pgti.distributed.load import _blocks, _merge, float32_to_bfloat16_bits
 from pgti.distributed.partition import rank_window_starts

@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from pgti.distributed.partition import (SHUFFLE_MODES, batches_per_rank, block_bounds, eval_shard,
-                                 rank_window_starts)
+from pgti.distributed.partition import SHUFFLE_MODES, batches_per_rank, block_bounds, eval_shard, rank_window_starts
 from pgti.errors import UserError
 
 # Window starts with a stride, so positions and values differ.

@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from distributed_helpers import HERE, mpi_env
 
 from testlib import run_mpi
-from distributed_helpers import HERE, mpi_env
 
 MIB = 1 << 20
 

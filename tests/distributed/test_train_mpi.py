@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from testlib import (assert_bitwise_equal, assert_state_close, final_params, latest_checkpoint, metrics_rows,
-                     mpirun_command, signal_after_log, synth_dataset, train_command)
+from testlib import (
+    assert_bitwise_equal,
+    assert_state_close,
+    final_params,
+    latest_checkpoint,
+    metrics_rows,
+    mpirun_command,
+    signal_after_log,
+    synth_dataset,
+    train_command,
+)
 
 RUN = ["model.name=dcrnn-pgt", "train.batch_size=16", "train.epochs=2", "train.max_steps=24",
        "train.shuffle=local", "log.every_steps=4", "log.plots=false", "data.prefetch=false"]

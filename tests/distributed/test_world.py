@@ -4,9 +4,9 @@ import subprocess
 import sys
 
 import pytest
+from distributed_helpers import HERE, LOAD_CONFIGS, load_run, mpi_env, write_small_dataset
 
 from testlib import run_mpi
-from distributed_helpers import HERE, LOAD_CONFIGS, load_run, mpi_env, write_small_dataset
 
 
 @pytest.mark.mpi

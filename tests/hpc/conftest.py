@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from hpc_helpers import SlurmCluster, install_tools
 
 

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from hpc_helpers import clean_env, lmod_shell
+
 from testlib import REPO
 
 FLAVOURS = {"lua": REPO / "modules", "tcl": REPO / "modules" / "tcl"}

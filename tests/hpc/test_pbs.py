@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from hpc_helpers import clean_env
+
 from testlib import REPO, signal_after_log
 
 PBS = REPO / "jobs" / "pbs" / "train.pbs"

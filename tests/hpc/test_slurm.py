@@ -14,8 +14,8 @@ import warnings
 from pathlib import Path
 
 import pytest
-
 from hpc_helpers import clean_env, fake_installation
+
 from testlib import REPO, assert_bitwise_equal, final_params, wait_for_files, wait_until
 
 SBATCH = REPO / "jobs" / "slurm" / "train.sbatch"
@@ -45,7 +45,7 @@ def describe(slurm, job_id, out: Path, run_dir: Path) -> str:
 def test_sbatch_requeues_on_signal_and_resumes_bit_exactly(slurm, demo_data, tmp_path):
     launcher = "srun"
     if not slurm.srun_pmix_works():
-        warnings.warn("srun --mpi=pmix does not work here (libpmix.so missing?): testing PGTI_LAUNCHER=mpirun only")
+        warnings.warn("srun --mpi=pmix does not work here (libpmix.so missing?): testing PGTI_LAUNCHER=mpirun only", stacklevel=2)
         launcher = "mpirun"
 
     # The reference: uninterrupted, through mpirun inside the allocation.

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgti.models.graph import (edge_tensors, gcn_support, pgt_supports, random_walk_supports,
-                               sym_normalized_laplacian)
+from pgti.models.graph import edge_tensors, gcn_support, pgt_supports, random_walk_supports, sym_normalized_laplacian
 
 
 def test_random_walk_supports_match_dense(graph, helpers):

@@ -1,8 +1,7 @@
 """Masked metrics equal a straightforward numpy computation, and are exactly additive."""
 import numpy as np
-import torch
-
 import pytest
+import torch
 
 from pgti.errors import UserError
 from pgti.train.metrics import MetricSums, format_table, masked_mae_loss, masked_mse_loss, training_loss

@@ -10,10 +10,18 @@ import time
 import h5py
 import numpy as np
 import pytest
-
-from testlib import (assert_bitwise_equal, final_params, metrics_rows, pgti_command, run_into_closed_pipe, run_pgti,
-                     synth_dataset, wait_for_files)
 from train_helpers import ENV, run_train, train_cmd
+
+from testlib import (
+    assert_bitwise_equal,
+    final_params,
+    metrics_rows,
+    pgti_command,
+    run_into_closed_pipe,
+    run_pgti,
+    synth_dataset,
+    wait_for_files,
+)
 
 EXIT_RESUBMIT = 75
 
@@ -105,7 +113,8 @@ def test_max_steps_stop_then_resume_keeps_rows_and_extends_bit_exactly(reference
     stay), resuming with the limit lifted ends exactly like the uninterrupted run."""
     ref_dir, _ = reference_run
     run_dir = tmp_path / "limited"
-    strip = lambda d: metrics_rows(d, keys=("epoch", "train_loss", "val", "best_val_mae"))
+    def strip(d):
+        return metrics_rows(d, keys=("epoch", "train_loss", "val", "best_val_mae"))
     steps_per_epoch = json.loads((ref_dir / "metrics.jsonl").read_text().splitlines()[0])["global_step"]
     limit = steps_per_epoch + steps_per_epoch // 2  # halfway through the second epoch
     first = run_train(tiny_data, run_dir, f"train.max_steps={limit}")

@@ -31,7 +31,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pgti.data.batcher import epoch_order
-from pgti.data.windows import _EPOCH_WEEKDAY, DAY_SECONDS, Batch, WindowSpec, as_signal_tensor, calendar_features, window_view
+from pgti.data.windows import (
+    _EPOCH_WEEKDAY,
+    DAY_SECONDS,
+    Batch,
+    WindowSpec,
+    as_signal_tensor,
+    calendar_features,
+    window_view,
+)
 
 
 def prepare_series(signals, timestamps, spec: WindowSpec = WindowSpec(), scaler=None, device=None):

@@ -45,10 +45,11 @@ import sys
 import time
 from pathlib import Path
 
+from pgti.bench.format import dur
+from pgti.bench.machine import sync
 from pgti.errors import UserError
 
 MODELS = ("dcrnn-pgt", "dcrnn")
-PIPELINES = ("pgti", "pgt_i")
 LABELS = {"pgti": "pgti: IndexBatcher + batched sparse diffusion, pgti train's step",
           "pgt_i": "PGT-I: per-sample float64 DataLoader + replicated-edge message passing"}
 REFERENCES = {"dcrnn-pgt": "PGTBatchedDCRNN", "dcrnn": "MessagePassingDCRNN"}
@@ -130,7 +131,7 @@ class TimedPipeline:
     def step(self, k: int, timed: bool) -> float:
         import torch
 
-        _sync(self.setup.device)
+        sync(self.setup.device)
         began = time.perf_counter()
         x, y_model, y_data = self.prepare(next(self.batches))
         loaded = time.perf_counter()
@@ -340,7 +341,7 @@ def format_result(r: dict) -> str:
              f"{'pipeline':<8}{'s/step':>9}{'load s':>9}{'samples/s':>11}{'epoch (est.)':>14}  what"]
     for name, p in r["pipelines"].items():
         lines.append(f"{name:<8}{p['median_step_s']:>9.3f}{p['median_load_s']:>9.4f}{p['samples_per_s']:>11.1f}"
-                     f"{_duration(p['epoch_time_s']):>14}  {p['label']}")
+                     f"{dur(p['epoch_time_s']):>14}  {p['label']}")
     lines.append(f"speedup      {r['speedup']:.2f}x samples/s, pgti vs PGT-I (same steps, data and initial weights); "
                  f"first-step loss |difference| {r['first_step_loss_difference']:.1e}")
     lines.append(f"epoch time = {r['epoch_time_method']}; 1-minute load average "
@@ -375,21 +376,6 @@ def chart(results: list[dict], path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.1f} s"
-
-
-def _sync(device) -> None:
-    if device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(device)
 
 
 def main(argv: list[str] | None = None) -> int:

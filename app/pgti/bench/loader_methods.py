@@ -31,6 +31,8 @@ def measure_one(method: str, args) -> dict:
         torch.set_num_threads(args.threads)
     base_rss = _rss_bytes("VmRSS")
     device = torch.device(args.device)
+    from pgti.bench.machine import sync
+
     began = time.perf_counter()
     info = open_dataset(args.data)
     if method == "memcpy":
@@ -39,7 +41,7 @@ def measure_one(method: str, args) -> dict:
     else:
         batch_bytes, delivered_bytes, next_batch = _loader(method, info, args, device)
     next_batch()
-    _sync(device)
+    sync(device)
     setup_s = time.perf_counter() - began
     _keep_freed_pages()
     per_round = max(1, args.batches // ROUNDS)
@@ -49,7 +51,7 @@ def measure_one(method: str, args) -> dict:
         t0, cpu0 = time.perf_counter(), time.process_time()
         for _ in range(per_round):
             next_batch()
-        _sync(device)
+        sync(device)
         round_rates.append(per_round / (time.perf_counter() - t0))
         cpu_rates.append(per_round / max(time.process_time() - cpu0, 1e-9))
     rate = statistics.median(round_rates)
@@ -70,8 +72,8 @@ def measure_one(method: str, args) -> dict:
 def _loader(method: str, info, args, device):
     """Build `method`'s loader on the dataset; returns (useful bytes per batch, bytes a batch
     really holds, next_batch())."""
-    from pgti.data.scaler import Scaler
     from pgti.data.batcher import IndexBatcher
+    from pgti.data.scaler import Scaler
     from pgti.data.splits import SPLITS, make_splits
     from pgti.data.windows import WindowSpec, read_series
 
@@ -165,11 +167,6 @@ def _last_level_cache_bytes() -> int:
     return max(sizes, default=64 << 20)
 
 
-def _sync(device) -> None:
-    if device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(device)
 
 
 def _rss_bytes(field: str) -> int | None:

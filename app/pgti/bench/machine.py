@@ -100,3 +100,11 @@ def markdown(results: dict) -> list[str]:
                    else "**no GPU was available for this run**; " + results["gpu"]["note"] + ".") + "",
         "",
     ]
+
+
+def sync(device) -> None:
+    """Wait for a GPU's queued work (timings); nothing on a CPU."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)

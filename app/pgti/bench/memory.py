@@ -43,8 +43,8 @@ RUNTIME_BYTES = 300 << 20  # python + torch + MPI per rank (for the estimates on
 
 
 def _worker(method: str, data: str, batch_size: int) -> None:
-    from pgti.data.format import read_signals
     from pgti.data.batcher import IndexBatcher
+    from pgti.data.format import read_signals
     from pgti.data.splits import make_splits
     from pgti.data.windows import WindowSpec
     from pgti.distributed import partition

@@ -79,8 +79,8 @@ def _max_output_difference(pgti_model, reference, x, y, global_step) -> float:
 def run(args) -> int:
     import torch
 
-    from pgti.errors import EXIT_FAILURE, UserError
     from pgti.bench import reference as references
+    from pgti.errors import EXIT_FAILURE, UserError
     from pgti.models.example import example_batch
     from pgti.models.measure import human_bytes
     from pgti.models.registry import build_model

@@ -36,7 +36,7 @@ def run(args) -> int:
     except ValueError as exc:
         raise UserError(f"pgti data synth: {exc}") from None
     try:
-        spec.start_unix  # validates the date
+        _ = spec.start_unix  # validates the date
     except ValueError as exc:
         raise UserError(f"pgti data synth: --start {spec.start}: {exc}; give a real date, YYYY-MM-DD") from None
     began = time.perf_counter()
@@ -46,8 +46,8 @@ def run(args) -> int:
         raise UserError(f"{args.out}: cannot write ({exc.strerror or exc}); choose a writable path") from None
     if not args.quiet:
         print(f"wrote {path} in {time.perf_counter() - began:.1f} s")
-        from pgti.data.info import describe
         from pgti.data.format import open_dataset
+        from pgti.data.info import describe
 
         print(describe(open_dataset(path), scan=False))
     return 0

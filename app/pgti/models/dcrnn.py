@@ -97,7 +97,7 @@ class DCRNN(nn.Module):
         outputs = []
         for t in range(self.output_steps):
             layer_input = step_input
-            for i, cell in enumerate(self.decoder):
+            for i, _cell in enumerate(self.decoder):
                 x_part = input_part(self.diffusion, layer_input, weights[i])
                 states[i] = dcgru_step(self.diffusion, x_part, states[i], weights[i])
                 layer_input = states[i]

@@ -21,8 +21,7 @@ def run(args) -> int:
     import torch
 
     from pgti.models.example import example_batch
-    from pgti.models.measure import (cpu_step_memory, cuda_step_memory, human_bytes, measure_request,
-                                     training_step)
+    from pgti.models.measure import cpu_step_memory, cuda_step_memory, human_bytes, measure_request, training_step
     from pgti.models.registry import build_model, count_parameters, get_spec
 
     setup = model_setup(args.name, args)

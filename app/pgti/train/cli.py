@@ -34,7 +34,6 @@ def default_run_dir(args) -> Path:
 def run(args) -> int:
     from pgti.config import load_config
     from pgti.distributed.world import abort_on_error, configure_threads, init_world, run_on_root, setup_logging
-
     from pgti.train.signals import StopRequest
 
     stop = StopRequest().__enter__()  # first thing: a job's signal must never kill us mid-setup

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from pgti.config import Config
+from pgti.data.batcher import IndexBatcher
 from pgti.data.format import DatasetInfo
 from pgti.data.scaler import Scaler
-from pgti.data.batcher import IndexBatcher
 from pgti.data.splits import make_splits
 from pgti.data.windows import WindowGather, WindowSpec
 from pgti.distributed import partition

@@ -85,7 +85,7 @@ def describe_plan(cfg: Config, world_size: int = 1, num_nodes: int = 1) -> str:
         f"[B, {d.output_steps}, {info.num_nodes}, {cy}]; activations ~{human_bytes(activations)} per batch",
         f"host memory ~{human_bytes(host_node)} per node ({human_bytes(node_raw)} node-shared data "
         f"[{d.placement}] + {ranks_per_node} rank(s) x {human_bytes(per_rank_host if not gpu else RUNTIME_BYTES)})",
-        f"device mem  " + (f"~{human_bytes(device_rank)} per rank (data resident on the GPU)" if gpu
+        "device mem  " + (f"~{human_bytes(device_rank)} per rank (data resident on the GPU)" if gpu
                            else "none (CPU run)"),
         f"training    {t.optimizer} lr={t.lr} eps={t.eps} weight_decay={t.weight_decay}, {t.schedule} "
         f"milestones={t.milestones} gamma={t.gamma}, grad_clip={t.grad_clip}, loss={t.loss}, patience={t.patience}",
