@@ -64,7 +64,7 @@ def test_gpu_training_holds_one_device_copy_of_the_raw_array(make_dataset, tmp_p
     """Peak device memory < 1.2 x (raw array + one step's own memory), where one step's memory
     (model, optimizer state, a batch and its activations) is the peak of the same run on a
     series too short to matter. A second copy (one per batcher) would need about 2 x raw."""
-    steps, nodes = 50_000, 1_000
+    steps, nodes = 100_000, 1_000  # raw 400 MB; one step of the small model about 0.1 GB
     big = make_dataset("big.h5", T=steps, N=nodes, C=1, missing=0.0)
     small = make_dataset("small.h5", T=800, N=nodes, C=1, missing=0.0)
     raw_bytes = steps * nodes * 4
