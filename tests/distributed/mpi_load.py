@@ -15,7 +15,7 @@ from pgti.data.format import read_signals
 from pgti.distributed.failfast import abort_on_error
 from pgti.distributed.load import load_signals, node_time_span, open_dataset_once
 from pgti.distributed.partition import rank_window_starts
-from pgti.distributed.world import agree_any, allreduce_sum, init_world, setup_logging
+from pgti.distributed.world import init_world, setup_logging
 
 TIN, TOUT, BATCH = 12, 12, 8
 # Explicit per-node spans (steps), with gaps between them and out of order.
@@ -49,10 +49,7 @@ def main(path: str, outdir: str) -> None:
     log.warning("warning from rank %d", world.rank)
     row = {"rank": world.rank, "size": world.size, "local_rank": world.local_rank, "local_size": world.local_size,
            "node": world.node, "num_nodes": world.num_nodes, "is_leader": world.is_leader,
-           "has_leaders_comm": world.leaders_comm is not None,
-           "sum_int": allreduce_sum(world, world.rank + 1), "sum_float": allreduce_sum(world, 0.25),
-           "sum_array": allreduce_sum(world, np.arange(3.0) * world.rank).tolist(),
-           "any_rank1": agree_any(world, world.rank == 1), "any_none": agree_any(world, False)}
+           "has_leaders_comm": world.leaders_comm is not None}
 
     info = open_dataset_once(world, path)
     truth = read_signals(info)  # verification only: the loader's ranks do not read the file

@@ -93,14 +93,12 @@ def test_too_few_windows_for_one_batch_per_rank_is_a_user_error():
     assert SHUFFLE_MODES == ("global", "local", "none")
 
 
-@pytest.mark.parametrize("num_windows, world, batch", [(203, 3, 8), (10, 4, 3), (2, 5, 4), (0, 2, 1)])
-def test_eval_shards_cover_in_order_and_report_the_longest_loop(num_windows, world, batch):
+@pytest.mark.parametrize("num_windows, world", [(203, 3), (10, 4), (2, 5), (0, 2)])
+def test_eval_shards_cover_in_order(num_windows, world):
     starts = np.arange(num_windows) * 2
-    parts = [eval_shard(starts, r, world, batch) for r in range(world)]
-    assert np.array_equal(np.concatenate([p.starts for p in parts]), starts)  # contiguous, in order
-    sizes = [len(p.starts) for p in parts]
+    parts = [eval_shard(starts, r, world) for r in range(world)]
+    assert np.array_equal(np.concatenate(parts), starts)  # contiguous, in order
+    sizes = [len(p) for p in parts]
     assert max(sizes) - min(sizes) <= 1
-    assert len({p.max_batches for p in parts}) == 1
-    assert parts[0].max_batches == max(-(-s // batch) for s in sizes)
     if num_windows < world:
-        assert 0 in sizes  # some rank has nothing but must still loop max_batches times
+        assert 0 in sizes  # some rank has nothing (its sums are zeros in the allreduce)

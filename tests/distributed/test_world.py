@@ -22,10 +22,6 @@ def test_world_communicators_and_collectives(tmp_path_factory, ranks, ranks_per_
         assert r["local_size"] == min(per_node, ranks - r["node"] * per_node)
         assert r["num_nodes"] == -(-ranks // per_node)
         assert r["is_leader"] == r["has_leaders_comm"] == (r["local_rank"] == 0)
-        assert r["sum_int"] == ranks * (ranks + 1) // 2 and isinstance(r["sum_int"], int)
-        assert r["sum_float"] == pytest.approx(0.25 * ranks)
-        assert r["sum_array"] == pytest.approx([0.0, sum(range(ranks)), 2.0 * sum(range(ranks))])
-        assert r["any_rank1"] is True and r["any_none"] is False
 
 
 @pytest.mark.mpi

@@ -1,8 +1,7 @@
 """pgti.distributed: running on many ranks and nodes with MPI (mpi4py).
 
   world      `init_world()`: world / node / node-leaders communicators, rank-prefixed logging,
-             `device_for`, `configure_threads`, `stdout_is_terminal`, `allreduce_sum`,
-             `agree_any`.
+             `device_for`, `configure_threads`, `stdout_is_terminal`.
   failfast   `abort_on_error` (fail fast: one message, no hung ranks), `run_on_root` and
              `raise_if_any_failed` (an error on some ranks raised on all; rank 0 reports it).
   shared     `SharedArray`: one copy of an array per node (MPI shared memory), zero-copy numpy

@@ -37,8 +37,6 @@ machine and platform for a given numpy major version.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from pgti.errors import UserError
@@ -102,26 +100,13 @@ def rank_window_starts(window_starts, rank: int, world_size: int, batch_size: in
     return np.resize(block, per_rank) if per_rank > len(block) else block[:per_rank]
 
 
-class EvalShard(NamedTuple):
-    """A rank's evaluation windows, and the batch count of the largest shard."""
-
-    starts: np.ndarray  # int64 [S_r] window starts, in order; S_r may be 0
-    max_batches: int  # ceil(largest shard / B): the most batches any rank has (the same on every rank)
-
-
-def eval_shard(window_starts, rank: int, world_size: int, batch_size: int = 1) -> EvalShard:
-    """Contiguous evaluation shard of `rank` (sizes differ by at most one; may be empty).
-
-    The caller reduces sums, not means, across ranks. `max_batches` (batches of
-    `batch_size`) is what a caller whose per-batch step were a collective would have to loop
-    on every rank, with empty batches once its shard is exhausted; pgti's evaluation has no
-    per-batch collective and only uses `starts`."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size {batch_size} must be >= 1")
+def eval_shard(window_starts, rank: int, world_size: int) -> np.ndarray:
+    """Contiguous evaluation shard of `rank`, int64 `[S_r]` window starts in order (sizes
+    differ by at most one; may be empty). The caller reduces sums, not means, across ranks,
+    and has no collective per batch, so ranks may loop over different numbers of batches."""
     window_starts = np.asarray(window_starts, dtype=np.int64).reshape(-1)
     lo, hi = block_bounds(len(window_starts), world_size, rank)
-    largest = -(-len(window_starts) // world_size)
-    return EvalShard(window_starts[lo:hi], -(-largest // batch_size))
+    return window_starts[lo:hi]
 
 
 def _check_rank(rank: int, world_size: int) -> None:

@@ -28,8 +28,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 # Re-exported: the training code imports the fail-fast helpers from here.
 from pgti.distributed.failfast import abort_on_error, raise_if_any_failed, run_on_root
 from pgti.errors import UserError
@@ -38,7 +36,7 @@ if TYPE_CHECKING:  # mpi4py is imported lazily: importing it initialises MPI
     import torch
     from mpi4py import MPI
 
-__all__ = ["World", "init_world", "device_for", "setup_logging", "allreduce_sum", "agree_any", "configure_threads",
+__all__ = ["World", "init_world", "device_for", "setup_logging", "configure_threads",
            "stdout_is_terminal", "abort_on_error", "raise_if_any_failed", "run_on_root", "RANKS_PER_NODE_ENV"]
 
 RANKS_PER_NODE_ENV = "PGTI_RANKS_PER_NODE"
@@ -210,34 +208,6 @@ def setup_logging(world: World, verbose: bool = False, log_file: str | os.PathLi
         handler._pgti_handler = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     return logger
-
-
-# --------------------------------------------------------------------------- small collectives
-
-
-def allreduce_sum(world: World, value):
-    """Sum over all ranks of a number (returns a float; an int stays an int) or a numpy array
-    (returns a new array of the same shape and dtype). Buffer-based: no pickling."""
-    from mpi4py import MPI
-
-    if isinstance(value, np.ndarray):
-        total = np.ascontiguousarray(value).copy()
-        world.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
-        return total
-    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    total = np.array([value], dtype=np.int64 if is_int else np.float64)
-    world.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
-    return int(total[0]) if is_int else float(total[0])
-
-
-def agree_any(world: World, flag: bool) -> bool:
-    """True on every rank if `flag` is true on any rank (a stop request, a walltime alarm).
-    Collective: every rank calls it at the same step."""
-    from mpi4py import MPI
-
-    buf = np.array([1 if flag else 0], dtype=np.int32)
-    world.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
-    return bool(buf[0])
 
 
 def configure_threads(world: World) -> int:

@@ -82,7 +82,7 @@ class Pipeline:
 
     def eval_starts(self, split: str) -> np.ndarray:
         """This rank's contiguous shard of a split's windows (may be empty; sums are reduced)."""
-        return partition.eval_shard(self.splits[split], self.world.rank, self.world.size).starts
+        return partition.eval_shard(self.splits[split], self.world.rank, self.world.size)
 
     def gather(self, split: str) -> WindowGather:
         """The gather over the node array that holds `split`, built once per array: on CUDA
@@ -168,7 +168,7 @@ def build_pipeline(cfg: Config, world, device: torch.device, scaler_state: dict 
                 lo, hi = partition.block_bounds(len(splits["train"]), world.size, world.rank)
                 mine = splits["train"][lo:hi]
             else:
-                mine = partition.eval_shard(splits[split], world.rank, world.size).starts
+                mine = partition.eval_shard(splits[split], world.rank, world.size)
             t0, t1 = node_time_span(world, mine, d.input_steps, d.output_steps)
             arrays[split] = load_signals(world, info, t0, t1, mode=d.load, dtype=d.storage_dtype)
 
