@@ -97,14 +97,7 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
     r = Run(cfg, world, run_dir, pipeline, model, parts, manager, Deadline.from_environment(started, limit), chash,
             last_checkpoint=time.time())
     if world.rank == 0:
-        prepare_run_dir(r, state, fresh=ckpt is None)
-        log.info("%s: %s parameters; %d ranks on %d node(s); %d steps/epoch of %d x %d samples; engine %s on %s",
-                 cfg.model.name, f"{sum(p.numel() for p in model.parameters()):,}", world.size, world.num_nodes,
-                 steps_per_epoch, world.size, t.batch_size, engine.name, device)
-        if ckpt and state.finished(t):
-            log.info("nothing left to train (epoch %d of %d, global step %d, max_steps %d, %d epochs without "
-                     "improvement, patience %d): raise train.epochs or train.max_steps to continue", state.epoch,
-                     t.epochs, state.global_step, t.max_steps, state.epochs_without_improvement, t.patience)
+        start_run_dir(r, state, resumed=ckpt is not None, engine=engine.name, steps_per_epoch=steps_per_epoch)
 
     with contextlib.nullcontext(stop) if stop is not None else StopRequest() as stop:
         while not state.finished(t):
@@ -171,15 +164,24 @@ def restore_rng(seed: int, world, ckpt: dict | None) -> None:
                     world.size, len(ckpt["rng"]))
 
 
-def prepare_run_dir(r: Run, state: TrainState, fresh: bool) -> None:
-    """Rank 0: the run directory and its config; metrics rows that a resume trains again go."""
-    r.run_dir.create(r.cfg)
-    if fresh:
+def start_run_dir(r: Run, state: TrainState, *, resumed: bool, engine: str, steps_per_epoch: int) -> None:
+    """Rank 0: the run directory and its config; metrics rows that a resume trains again go;
+    what is about to run, in the log."""
+    cfg, t, world = r.cfg, r.cfg.train, r.world
+    r.run_dir.create(cfg)
+    if not resumed:
         r.run_dir.truncate_metrics(before_epoch=0)  # rows of an earlier start that never checkpointed
-    elif not state.finished(r.cfg.train):
+    elif not state.finished(t):
         # the epoch in progress is trained again from its checkpoint: its row (a partial one,
         # from a stop at max_steps) is rewritten when it ends; a finished run keeps its rows
         r.run_dir.truncate_metrics(before_epoch=state.epoch)
+    log.info("%s: %s parameters; %d ranks on %d node(s); %d steps/epoch of %d x %d samples; engine %s on %s",
+             cfg.model.name, f"{sum(p.numel() for p in r.model.parameters()):,}", world.size, world.num_nodes,
+             steps_per_epoch, world.size, t.batch_size, engine, r.pipeline.device)
+    if resumed and state.finished(t):
+        log.info("nothing left to train (epoch %d of %d, global step %d, max_steps %d, %d epochs without "
+                 "improvement, patience %d): raise train.epochs or train.max_steps to continue", state.epoch,
+                 t.epochs, state.global_step, t.max_steps, state.epochs_without_improvement, t.patience)
 
 
 def agree_on_events(r: Run, stop: StopRequest, global_step: int) -> tuple[str | None, bool]:
