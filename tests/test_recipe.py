@@ -4,9 +4,9 @@ import os
 import pickle
 import subprocess
 import sys
+import tomllib
 
 import pytest
-import tomllib
 
 from pgti.config import Config, TrainConfig, config_from_dict, config_hash, load_config, to_toml
 from pgti.errors import UserError

@@ -22,11 +22,10 @@ import difflib
 import hashlib
 import json
 import math
+import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import tomllib
 
 from pgti.errors import UserError
 from pgti.models.registry import check_hyperparameter, get_spec, model_names

@@ -2,9 +2,9 @@
 import dataclasses
 import hashlib
 import json
+import tomllib
 
 import pytest
-import tomllib
 
 from pgti.config import Config, config_from_dict, config_hash, load_config, parse_duration, to_toml
 from pgti.errors import UserError
