@@ -8,6 +8,9 @@ def test_info_model_prints_parameters_and_memory(make_dataset, pgti_cli):
     assert status == 0, err
     assert "parameters   150 " in out  # 1 channel + time of day = 2 in, 2 out: PGT-I's size
     assert "peak for one batch of 4" in out and "measured as:" in out
+    # the recipe as the config keys `--set` takes, exactly what a config of this model resolves to
+    assert "recipe       train.optimizer=adam, train.lr=0.001, train.eps=1e-08," in out
+    assert "train.grad_clip=0.0" in out and "train.loss=masked_mae" in out
 
 
 def test_info_model_user_errors(make_dataset, pgti_cli):

@@ -50,7 +50,7 @@ from pgti.bench.machine import sync
 from pgti.errors import UserError
 
 MODELS = ("dcrnn-pgt", "dcrnn")
-LABELS = {"pgti": "pgti: IndexBatcher + batched sparse diffusion, pgti train's step",
+LABELS = {"pgti": "pgti: IndexBatcher + batched sparse diffusion, trained by pgti train's train_step",
           "pgt_i": "PGT-I: per-sample float64 DataLoader + replicated-edge message passing"}
 REFERENCES = {"dcrnn-pgt": "PGTBatchedDCRNN", "dcrnn": "MessagePassingDCRNN"}
 

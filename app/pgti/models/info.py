@@ -51,8 +51,11 @@ def run(args) -> int:
     print(f"parameters   {parameters:,}  ({human_bytes(param_bytes)}; with gradients and Adam state "
           f"~{human_bytes(4 * param_bytes)})")
     print(f"hyper        {', '.join(f'{k}={v}' for k, v in hyper.items()) or '-'}")
-    print(f"training     {', '.join(f'{k}={v}' for k, v in spec.training.as_dict().items() if k != 'source')}")
-    print(f"             ({spec.training.source})")
+    from pgti.recipe import published_values
+
+    recipe, source = published_values(spec.name)  # as config keys: what --set takes
+    print(f"recipe       {', '.join(f'{k}={v}' for k, v in recipe.items())}")
+    print(f"             ({source}; the keys a config leaves unset)")
     print(f"memory       {human_bytes(memory.peak_bytes)} peak for one batch of {args.batch_size}, "
           f"forward + backward, on {device.type}")
     print(f"             measured as: {memory.method}")
