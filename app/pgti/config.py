@@ -239,8 +239,11 @@ def _where(key: str, source: str, from_set: frozenset[str]) -> str:
     return f"--set {key}" if given else f"{source}: {key}"
 
 
-def config_from_dict(raw: dict, source: str = "config", from_set: frozenset[str] = frozenset()) -> Config:
-    """`from_set`: the `section.key`s given by `--set` (errors about them name --set, not the file)."""
+def config_from_dict(raw: dict, source: str = "config", from_set: frozenset[str] = frozenset(),
+                     recipe: bool = True) -> Config:
+    """`from_set`: the `section.key`s given by `--set` (errors about them name --set, not the file).
+    `recipe=False`: a resolved config (a run's config.toml): a key it lacks is newer than the run,
+    which trained with the generic default, so the model's recipe must not fill it."""
     def where(key: str) -> str:
         return _where(key, source, from_set)
 
@@ -269,7 +272,8 @@ def config_from_dict(raw: dict, source: str = "config", from_set: frozenset[str]
         meta = {f.name: f.metadata for f in dataclasses.fields(obj)}[name]
         return _coerce(where, value, _section_types(type(obj))[name], meta)
 
-    cfg.recipe = apply_recipe(cfg, {f"{s}.{k}" for s, values in raw.items() for k in values}, coerce)
+    if recipe:
+        cfg.recipe = apply_recipe(cfg, {f"{s}.{k}" for s, values in raw.items() for k in values}, coerce)
     validate(cfg, source, from_set)
     return cfg
 
@@ -326,14 +330,15 @@ def parse_duration(text: str, where: str = "duration") -> float:
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     raw: dict = {}
-    source = "--set"
+    source, text = "--set", ""
     if path is not None:
         path = Path(path)
         source = str(path)
         if not path.is_file():
             raise UserError(f"{path}: no such config file; see jobs/configs/ for examples")
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            raw = tomllib.loads(text)
         except UnicodeDecodeError as exc:
             raise UserError(f"{path}: not a UTF-8 text file (byte {exc.start}); give a TOML config "
                             "(see jobs/configs/)") from None
@@ -346,10 +351,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         section, name, value = _parse_override(text)
         _set(raw, section, name, value)
         from_set.add(f"{section}.{name}")
-    return config_from_dict(raw, source, frozenset(from_set))
+    return config_from_dict(raw, source, frozenset(from_set), recipe=not text.startswith(RESOLVED_HEADER))
 
 
 # --------------------------------------------------------------------------- writing
+
+RESOLVED_HEADER = "# pgti resolved configuration (every key, defaults included)"
 
 
 def _toml_value(value) -> str:
@@ -365,7 +372,7 @@ def _toml_value(value) -> str:
 
 
 def to_toml(cfg: Config) -> str:
-    lines = ["# pgti resolved configuration (every key, defaults included)"]
+    lines = [RESOLVED_HEADER]
     lines += cfg.recipe.header() if cfg.recipe else []
     for section in SECTIONS:
         obj = getattr(cfg, section)

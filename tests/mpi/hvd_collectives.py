@@ -1,9 +1,11 @@
 """Run under `mpirun -np W`: Horovod allreduce and broadcast through MPI (mpi4py first)."""
 import json
 
+from mpi4py import MPI  # before horovod: it initialises MPI, and Horovod shares its communicator
+
+# isort: split
 import horovod.torch as hvd
 import torch
-from mpi4py import MPI  # noqa: F401  (must come before horovod: it initialises MPI)
 
 hvd.init(comm=MPI.COMM_WORLD)
 rank, size = hvd.rank(), hvd.size()

@@ -102,3 +102,43 @@ def test_a_write_that_fails_keeps_the_previous_checkpoint_and_says_so(tmp_path):
     assert "step-000000001.pt is intact" in message and "--resume auto" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step-000000001.pt"]  # no temporary left
     assert (tmp_path / "latest").read_text() == "step-000000001.pt\n"
+
+
+def test_a_config_written_differently_still_resumes_and_a_real_change_is_refused(tmp_path):
+    """The job configs stopped restating defaults: a checkpoint made under the explicit
+    version (another hash) resumes under the short one, because both train the same; a
+    record from before train.loss existed trained masked_mae; a changed value is refused."""
+    from pgti.config import config_from_dict, config_hash, to_dict
+
+    def cfg(**train):
+        return config_from_dict({"model": {"name": "dcrnn", "params": train.pop("params", {})},
+                                 "train": {"schedule": "constant", **train}})
+
+    explicit = cfg(params={"max_diffusion_step": 2}, milestones=[1, 2])  # defaults written out; unused milestones
+    short = cfg()
+    assert config_hash(explicit) != config_hash(short)
+    m = CheckpointManager(tmp_path)
+    state = _state(4, chash=config_hash(explicit))
+    state["config"] = to_dict(explicit)
+    del state["config"]["train"]["loss"]  # recorded before the key existed
+    m.save(state, 4)
+    path, _ = find_resumable(m, config_hash(short), config=to_dict(short))
+    assert path.name == "step-000000004.pt"
+    for changed in (cfg(params={"max_diffusion_step": 3}), cfg(loss="masked_mse"), cfg(lr=0.02)):
+        with pytest.raises(UserError, match="different configuration"):
+            find_resumable(m, config_hash(changed), config=to_dict(changed))
+
+
+def test_a_resolved_config_is_not_refilled_by_the_recipe(tmp_path):
+    """A run's config.toml lacking a key added since (train.loss) keeps the generic default
+    the run trained with, not the model's recipe value (A3T-GCN's is masked_mse)."""
+    from pgti.config import RESOLVED_HEADER, config_from_dict, load_config, to_toml
+
+    text = to_toml(config_from_dict({"model": {"name": "a3tgcn"}, "train": {"loss": "masked_mae"}}))
+    assert text.startswith(RESOLVED_HEADER)
+    old = tmp_path / "config.toml"
+    old.write_text("\n".join(line for line in text.splitlines() if not line.startswith("loss =")) + "\n")
+    assert load_config(old).train.loss == "masked_mae"
+    fresh = tmp_path / "mine.toml"
+    fresh.write_text('[model]\nname = "a3tgcn"\n')
+    assert load_config(fresh).train.loss == "masked_mse"  # a user's own config: the recipe fills it

@@ -177,7 +177,7 @@ class PgtiPipeline(TimedPipeline):
 
 class PGTPipeline(TimedPipeline):
     """PGT-I's batches (x and y float64 with every feature: standardized speed, time of day)
-    and PGT-I's step: Adam with the model's published rate and epsilon, clip, step."""
+    and PGT-I's step: Adam with the model's published rate, epsilon and weight decay, clip, step."""
 
     def __init__(self, name, setup, model, batches):
         import torch
@@ -186,7 +186,8 @@ class PGTPipeline(TimedPipeline):
 
         super().__init__(name, setup, model, batches)
         recipe = get_spec(setup.model_name).training
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=recipe.learning_rate, eps=recipe.adam_eps)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=recipe.learning_rate, eps=recipe.adam_eps,
+                                          weight_decay=recipe.weight_decay)
         self.grad_clip = recipe.grad_clip_norm
 
     def prepare(self, batch):

@@ -27,10 +27,11 @@ def markdown(results: dict) -> list[str]:
     entry = results["sections"]["epoch"]
     out = ["End-to-end training steps (batch loading + forward + masked-MAE loss + backward + Adam step) of two "
            "complete pipelines, same dataset, same initial weights, same batches in the same order, steps "
-           "interleaved (`pgti bench epoch`): **pgti** = `IndexBatcher` gather from the one raw array + our "
-           "batched sparse-diffusion model; **PGT-I** = PGT-I's per-sample `IndexDataset` method (float64, x "
+           "interleaved (`pgti bench epoch`): **pgti** = `IndexBatcher` gather from the one raw array + pgti's "
+           "batched sparse-diffusion model, trained by `pgti train`'s own `train_step` (optimizer, scheduler "
+           "and loss from the model's recipe); **PGT-I** = PGT-I's per-sample `IndexDataset` method (float64, x "
            "and y with every feature, default collate, cast after) + message passing over edges replicated B "
-           "times (`PGTBatchedDCRNN` / `MessagePassingDCRNN`, loading our state_dict). Epoch time = median "
+           "times (`PGTBatchedDCRNN` / `MessagePassingDCRNN`, loading pgti's state_dict). Epoch time = median "
            "measured time per step x steps per epoch (train windows // 64): extrapolated, not a timed epoch.", "",
            "| dataset | model | device | params | steps/epoch | pgti s/step | PGT-I s/step | pgti samples/s | "
            "PGT-I samples/s | pgti epoch | PGT-I epoch | ratio | step-1 loss diff | threads | load |",

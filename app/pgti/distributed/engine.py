@@ -69,8 +69,9 @@ class HorovodEngine(Engine):
     def __init__(self, world, device, fp16_compression: bool = False):
         super().__init__(world, device)
         check_engine_installed(self.name)
+        from mpi4py import MPI  # noqa: F401  (first: it initialises MPI, and Horovod then shares its communicator)
+        # isort: split
         import horovod.torch as hvd
-        from mpi4py import MPI  # noqa: F401  (MPI first: Horovod then shares its communicator)
 
         hvd.init(comm=world.comm)
         if hvd.size() != world.size or hvd.rank() != world.rank:

@@ -5,8 +5,9 @@ the final name, fsync the directory, then rewrite the `latest` pointer the same 
 at any moment leaves the previous checkpoint and pointer intact.
 
 Resuming (`find_resumable`): the newest checkpoint that loads and was made under the same
-config hash; a truncated or corrupt newest file is skipped with a warning naming it; a
-config mismatch is an error unless `ignore_config`.
+config hash (or under a config recorded in it that trains the same, only written
+differently: see `training_identity`); a truncated or corrupt newest file is skipped with a
+warning naming it; a config mismatch is an error unless `ignore_config`.
 
 Checkpoints are our own files, loaded with `weights_only=False` because they hold RNG states
 and numpy values; never point `--resume` at a file from an untrusted source.
@@ -155,17 +156,52 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", required=INFERE
     return state
 
 
-def check_config_hash(path, state: dict, config_hash: str, ignore_config: bool = False) -> None:
-    """UserError unless the checkpoint at `path` was made under this config (or ignored)."""
-    if state.get("config_hash") != config_hash and not ignore_config:
-        raise UserError(
-            f"{path}: made with a different configuration (hash {state.get('config_hash')} vs {config_hash}); "
-            "resume with that run's own config.toml, start a new --run-dir, or pass --resume-ignore-config "
-            "to continue these weights under this config")
+def training_identity(config: dict) -> dict:
+    """What a config (`pgti.config.to_dict` form, as checkpoints record it) trains, as a flat
+    `{section.key: value}`: the hashed keys, a key the record lacks at its default (a key
+    added since: the run trained with that default), `model.params` merged over the model's
+    own defaults, and milestones / gamma only for the multistep schedule (the others ignore
+    them). Two configs that give the same identity train the same thing."""
+    import dataclasses
+
+    from pgti.config import SECTIONS, Config
+    from pgti.models.registry import get_spec, model_names
+
+    ident, blank = {}, Config()
+    for section in SECTIONS:
+        given = config.get(section) or {}
+        for f in dataclasses.fields(getattr(blank, section)):
+            if not f.metadata.get("resume_safe"):
+                ident[f"{section}.{f.name}"] = given.get(f.name, getattr(getattr(blank, section), f.name))
+    if ident["model.name"] in model_names():
+        ident["model.params"] = {**get_spec(ident["model.name"]).hyperparameters, **ident["model.params"]}
+    if ident["train.schedule"] != "multistep":
+        del ident["train.milestones"], ident["train.gamma"]
+    return ident
 
 
-def find_resumable(manager: CheckpointManager, config_hash: str, ignore_config: bool = False) -> tuple[Path, dict] | None:
-    """The newest loadable checkpoint of this config, or None if there is none yet.
+def check_config_hash(path, state: dict, config_hash: str, ignore_config: bool = False, config: dict | None = None
+                      ) -> None:
+    """UserError unless the checkpoint at `path` was made under this config (or ignored).
+    `config` (this run's, `to_dict` form): a checkpoint whose recorded config has another
+    hash but trains the same (`training_identity`; e.g. defaults written out in one and left
+    out in the other) is accepted, with a log line."""
+    if state.get("config_hash") == config_hash or ignore_config:
+        return
+    if config is not None and state.get("config") and training_identity(state["config"]) == training_identity(config):
+        log.info("%s: made under config hash %s, this config's is %s, but both train the same (defaults written "
+                 "out or left out); resuming", path, state.get("config_hash"), config_hash)
+        return
+    raise UserError(
+        f"{path}: made with a different configuration (hash {state.get('config_hash')} vs {config_hash}); "
+        "resume with that run's own config.toml, start a new --run-dir, or pass --resume-ignore-config "
+        "to continue these weights under this config")
+
+
+def find_resumable(manager: CheckpointManager, config_hash: str, ignore_config: bool = False,
+                   config: dict | None = None) -> tuple[Path, dict] | None:
+    """The newest loadable checkpoint of this config (see `check_config_hash`), or None if
+    there is none yet.
 
     Candidates: the `latest` pointer's target first, then every step checkpoint newest first.
     """
@@ -181,7 +217,7 @@ def find_resumable(manager: CheckpointManager, config_hash: str, ignore_config: 
         except UserError as exc:
             log.warning("skipping checkpoint %s: %s", path.name, exc)
             continue
-        check_config_hash(path, state, config_hash, ignore_config)
+        check_config_hash(path, state, config_hash, ignore_config, config)
         return path, state
     if candidates:  # there was a run here, and none of its checkpoints loads: never silently start over
         raise UserError(f"{manager.directory}: none of its {len(candidates)} checkpoint(s) loads (see the warnings "

@@ -74,7 +74,7 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
     manager = CheckpointManager(run_dir.checkpoints, cfg.checkpoint.keep_last)
     # rank 0 finds and reads the checkpoint once and broadcasts it (one file read per job);
     # an unreadable file, a foreign config: one message, every rank ends
-    found, ckpt = run_on_root(world, resume_point, run_dir, manager, resume, chash, ignore_config)
+    found, ckpt = run_on_root(world, resume_point, run_dir, manager, resume, chash, ignore_config, to_dict(cfg))
     if found:
         log.info("resuming from %s (epoch %d, step %d in epoch, global step %d)", found, ckpt["epoch"],
                  ckpt["batch_in_epoch"], ckpt["global_step"])
@@ -138,7 +138,8 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
     return EXIT_OK
 
 
-def resume_point(run_dir: RunDir, manager: CheckpointManager, resume: str | None, chash: str, ignore_config: bool):
+def resume_point(run_dir: RunDir, manager: CheckpointManager, resume: str | None, chash: str, ignore_config: bool,
+                 config: dict):
     """(path, checkpoint) to resume from, or (None, None): `resume` is None, "auto" (the newest
     checkpoint of this config that loads) or a file. Rank 0 only."""
     if not resume:
@@ -148,9 +149,9 @@ def resume_point(run_dir: RunDir, manager: CheckpointManager, resume: str | None
             raise UserError(f"--resume {resume}: no such checkpoint; use --resume auto or a file in "
                             f"{run_dir.checkpoints}")
         loaded = load_checkpoint(resume, required=RESUME_KEYS)
-        check_config_hash(resume, loaded, chash, ignore_config)
+        check_config_hash(resume, loaded, chash, ignore_config, config)
         return resume, loaded
-    hit = find_resumable(manager, chash, ignore_config)
+    hit = find_resumable(manager, chash, ignore_config, config)
     return (str(hit[0]), hit[1]) if hit else (None, None)
 
 
