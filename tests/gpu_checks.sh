@@ -7,7 +7,7 @@
 # interpreter (default python3, which must have torch with CUDA, h5py and mpi4py + an MPI).
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
+cd "$repo" || exit 2
 out="${1:-/tmp/pgti-gpu}"
 mkdir -p "$out"
 py="${PGTI_PYTHON:-python3}"
