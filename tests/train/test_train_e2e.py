@@ -213,3 +213,15 @@ def test_evaluate_into_a_closed_pipe_is_no_traceback(reference_run):
     ref_dir, _ = reference_run
     done = run_into_closed_pipe(pgti_command("evaluate", ref_dir))
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_train_loss_key_chooses_the_loss_the_loop_trains_with(tiny_data, tmp_path):
+    """train.loss reaches the step: the same two steps score the squared error under
+    masked_mse (speeds of tens of mph: far above the absolute error) and the MAE otherwise."""
+    losses = {}
+    for name in ("masked_mae", "masked_mse"):
+        run_dir = tmp_path / name
+        proc = run_train(tiny_data, run_dir, f"train.loss={name}", "train.max_steps=2", "log.plots=false")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        losses[name] = metrics_rows(run_dir)[-1]["train_loss"]
+    assert losses["masked_mse"] > 4 * losses["masked_mae"] > 0, losses
