@@ -225,3 +225,16 @@ def test_train_loss_key_chooses_the_loss_the_loop_trains_with(tiny_data, tmp_pat
         assert proc.returncode == 0, proc.stderr[-2000:]
         losses[name] = metrics_rows(run_dir)[-1]["train_loss"]
     assert losses["masked_mse"] > 4 * losses["masked_mae"] > 0, losses
+
+
+def test_no_checkpoint_at_the_step_limit_before_its_epoch_row(tiny_data, tmp_path):
+    """At train.max_steps the one checkpoint of that step is end_epoch's, written after the
+    epoch's metrics row: a periodic one before it would look finished to --resume auto, so a
+    kill during that validation lost the partial epoch's row (seen as a flaky W=2 kill test)."""
+    run_dir = tmp_path / "limit"
+    proc = run_train(tiny_data, run_dir, "train.max_steps=6", "checkpoint.every_steps=3", "log.plots=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = (run_dir / "train.log").read_text()
+    assert log.count("checkpoint step-000000003.pt") == 1  # periodic, mid-epoch
+    assert log.count("checkpoint step-000000006.pt") == 1  # the step limit: end_epoch's only
+    assert log.index("epoch 1: train loss") < log.index("checkpoint step-000000006.pt")

@@ -113,8 +113,9 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
                 progress.step(state.batch_in_epoch - 1, loss)
                 r.deadline.record_step(time.perf_counter() - step_began)
                 stop_reason, checkpoint_due = agree_on_events(r, stop, state.global_step)
-                if stop_reason or (checkpoint_due and state.batch_in_epoch < len(batches)):
-                    save_checkpoint(r, state)  # (an epoch-end checkpoint follows anyway)
+                at_limit = bool(t.max_steps and state.global_step >= t.max_steps)
+                if stop_reason or (checkpoint_due and state.batch_in_epoch < len(batches) and not at_limit):
+                    save_checkpoint(r, state)  # (at an epoch's end or the step limit, end_epoch's follows)
                 if stop_reason:
                     progress.close()
                     if world.rank == 0:
@@ -122,7 +123,7 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
                                     "(exit status %d)", stop_reason, state.global_step, EXIT_RESUBMIT)
                     engine.close()
                     return EXIT_RESUBMIT
-                if t.max_steps and state.global_step >= t.max_steps:
+                if at_limit:
                     break
             progress.close()
             end_epoch(r, state, finished=state.batch_in_epoch >= len(batches), steps=steps,
