@@ -148,9 +148,9 @@ def _child(request: dict) -> dict:
     if request["reference"]:
         from pgti.bench import reference as references  # torch_geometric: import only when needed
 
-        ours, model = model, getattr(references, request["reference"])(**kwargs)
-        model.load_state_dict(ours.state_dict())
-        del ours
+        pgti_model, model = model, getattr(references, request["reference"])(**kwargs)
+        model.load_state_dict(pgti_model.state_dict())
+        del pgti_model
     x, y = example_batch(info, batch_size=request["batch_size"], input_steps=kwargs["input_steps"],
                          output_steps=kwargs["output_steps"], input_channels=kwargs["input_channels"],
                          output_channels=kwargs["output_channels"])
