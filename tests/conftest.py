@@ -41,3 +41,25 @@ def pgti_cli(capsys):
         return status, out, err
 
     return run
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny tensors, and on a busy 2-core machine every parallel
+    region (MKL's sparse products start one whatever the size) can wait a whole scheduler
+    slice for its second thread. Results do not depend on the thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def graph():
+    """A random directed weighted 8-node graph `(edge_index, edge_weight, num_nodes)`."""
+    from models.helpers_graph import make_graph
+
+    edge_index, edge_weight = make_graph(8, 16, seed=0)
+    return edge_index, edge_weight, 8

@@ -11,14 +11,6 @@ from pgti.bench import epoch
 SMALL = {"dcrnn-pgt": {}, "dcrnn": {"hidden_size": 16, "num_layers": 1}}  # fast: same code paths
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the suite shares the machine; threads on busy cores crawl
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("model", ["dcrnn-pgt", "dcrnn"])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_first_step_loss_is_the_same_in_both_pipelines(make_dataset, one_thread, model, channels):

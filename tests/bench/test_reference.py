@@ -6,27 +6,12 @@ import sys
 import pytest
 import torch
 
-from models.helpers_graph import make_graph
 from pgti.bench.reference import EdgePropagation, MessagePassingDCRNN, PGTBatchedDCRNN, pgt_directions
 from pgti.models.dcrnn import DCRNN
 from pgti.models.dcrnn_pgt import PGTDCRNN
 from pgti.models.graph import pgt_supports
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: one thread (on a busy machine a parallel region can wait a whole slice)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def graph():
-    """A random directed weighted 8-node graph `(edge_index, edge_weight, num_nodes)`."""
-    edge_index, edge_weight = make_graph(8, 16, seed=0)
-    return edge_index, edge_weight, 8
+pytestmark = pytest.mark.usefixtures("one_thread")  # and `graph`: both from tests/conftest.py
 
 
 def small_dcrnn(graph, cls, **kw):

@@ -86,21 +86,8 @@ def train_losses(model, x, y, *, steps: int, lr: float, batch_size: int = 8, see
 
 
 @pytest.fixture(autouse=True)
-def single_thread():
-    """Run model tests on one thread: their tensors are tiny, and on a busy 2-core machine
-    every parallel region (MKL's sparse products start one whatever the size) can wait a whole
-    scheduler slice for its second thread. Results do not depend on the thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def graph():
-    """A random directed weighted 8-node graph `(edge_index, edge_weight, num_nodes)`."""
-    edge_index, edge_weight = make_graph(8, 16, seed=0)
-    return edge_index, edge_weight, 8
+def single_thread(one_thread):
+    """Every model test on one thread (tests/conftest.py's `one_thread` says why)."""
 
 
 @pytest.fixture

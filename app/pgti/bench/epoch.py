@@ -45,7 +45,7 @@ import sys
 import time
 from pathlib import Path
 
-from pgti.bench.format import dur
+from pgti.bench.format import dur, pyplot, save_figure
 from pgti.bench.machine import sync
 from pgti.errors import UserError
 
@@ -161,9 +161,8 @@ class PgtiPipeline(TimedPipeline):
         optimizer = make_optimizer(cfg, self.model)
         self.parts = StepParts(
             _first_channels(self.model, len(setup.targets)), optimizer, Engine(None, setup.device), setup.scaler,
-            setup.targets, setup.info.missing_value, training_loss(cfg.train.loss), list(self.model.parameters()),
-            cfg.train.grad_clip, make_scheduler(cfg, optimizer, setup.steps_per_epoch, 1),
-            device_type=setup.device.type)
+            setup.targets, setup.info.missing_value, training_loss(cfg.train.loss), cfg.train.grad_clip,
+            make_scheduler(cfg, optimizer, setup.steps_per_epoch, 1))
 
     def prepare(self, batch):
         x, y, _ = batch
@@ -352,13 +351,9 @@ def format_result(r: dict) -> str:
 
 def chart(results: list[dict], path) -> Path:
     """Samples/s of both pipelines per (dataset, model, device), with the ratio on top (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(results) + 2), 3.8))
+    fig, ax = pyplot().subplots(figsize=(max(5.0, 1.6 * len(results) + 2), 3.8))
     xs = np.arange(len(results))
     for offset, name in ((-0.2, "pgti"), (0.2, "pgt_i")):
         ax.bar(xs + offset, [r["pipelines"][name]["samples_per_s"] for r in results], 0.4, label=LABELS[name])
@@ -373,10 +368,7 @@ def chart(results: list[dict], path) -> Path:
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7, loc="upper right")
     ax.set_title("end-to-end training, same data / weights / steps (interleaved)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,8 @@
 """Number formatting and chart plumbing shared by the benchmark reports (text, report.md, charts)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def gib(n) -> str:
     """Bytes as MiB below 1 GiB, else GiB; "-" for None."""
@@ -58,3 +60,13 @@ def log_floor(ax, values) -> None:
     positive = [v for v in values if v and v > 0]
     if positive:
         ax.set_ylim(min(positive) / 3, max(positive) * 3)
+
+
+def save_figure(fig, path, title: str | None = None) -> Path:
+    """A benchmark chart to `path` (PNG, 100 dpi) with an optional figure title; closes it."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)
+    return Path(path)

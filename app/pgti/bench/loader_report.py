@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgti.bench.format import gib, log_floor, pyplot, ratio, x
+from pgti.bench.format import gib, log_floor, pyplot, ratio, save_figure, x
 
 LEGEND = {
     "materialized": "every window copied out first (DCRNN, PyG-Temporal)",
@@ -150,11 +150,7 @@ def chart(datasets: dict, path: Path) -> Path:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=7)
-    fig.suptitle("batch loading (each method in its own process; memcpy = physical reference)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "batch loading (each method in its own process; memcpy = physical reference)")
 
 
 def markdown(results: dict) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgti.bench.format import gib, gib_column, pyplot, x
+from pgti.bench.format import gib, gib_column, pyplot, save_figure, x
 from pgti.bench.memory import LABELS, METHODS
 
 
@@ -59,10 +59,7 @@ def chart(results: list[dict], path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def headlines(results: dict) -> list[tuple[str, str, str]]:

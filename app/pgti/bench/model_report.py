@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgti.bench.format import gib, log_floor, pyplot, x
+from pgti.bench.format import gib, log_floor, pyplot, save_figure, x
 
 
 def headlines(results: dict) -> list[tuple[str, str, str]]:
@@ -45,11 +45,7 @@ def chart(runs: list[dict], path: Path) -> Path:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=8)
-    fig.suptitle("one training step (forward + backward), batch 64, same weights and batch", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "one training step (forward + backward), batch 64, same weights and batch")
 
 
 def markdown(results: dict) -> list[str]:

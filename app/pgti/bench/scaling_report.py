@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgti.bench.format import dur, gib, pyplot, x
+from pgti.bench.format import dur, gib, pyplot, save_figure, x
 from pgti.bench.projection import METHOD_LABELS, METHODS
 
 
@@ -64,11 +64,7 @@ def chart_measured(summary: list[dict], path, title: str) -> Path:
         ax.set_xticks(ws)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, title)
 
 
 def chart_projection(projection: dict, path, title: str) -> Path:
@@ -96,11 +92,7 @@ def chart_projection(projection: dict, path, title: str) -> Path:
         ax.set_xlabel("GPUs")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, title)
 
 
 def markdown(results: dict) -> list[str]:

@@ -91,8 +91,8 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
     scheduler = make_scheduler(cfg, optimizer, steps_per_epoch, world.size, ckpt["scheduler"] if ckpt else None)
     restore_rng(t.seed, world, ckpt)
     parts = StepParts(train_model, optimizer, engine, pipeline.scaler, pipeline.spec.targets(pipeline.info.num_channels),
-                      pipeline.info.missing_value, training_loss(t.loss), list(model.parameters()), t.grad_clip, scheduler,
-                      autocast=t.bf16 and device.type == "cuda", device_type=device.type)
+                      pipeline.info.missing_value, training_loss(t.loss), t.grad_clip, scheduler,
+                      autocast=t.bf16 and device.type == "cuda")
     limit = parse_duration(t.time_limit) if t.time_limit else None
     r = Run(cfg, world, run_dir, pipeline, model, parts, manager, Deadline.from_environment(started, limit), chash,
             last_checkpoint=time.time())

@@ -23,7 +23,6 @@ class StepParts:
     """Everything a training step uses besides the batch; built once per run.
 
     model      the module to call: the engine's (DDP wraps it) or the bare one
-    params     the bare model's parameters (clipped after the allreduce)
     targets    the raw array's target channels (what the scaler transforms for y)
     loss       `loss(pred, y, missing_value)` in data units (pgti.train.metrics.training_loss)
     """
@@ -35,24 +34,23 @@ class StepParts:
     targets: list[int]
     missing_value: float
     loss: Callable
-    params: list
     grad_clip: float = 0.0
     scheduler: object = None
-    autocast: bool = False
-    device_type: str = "cpu"
+    autocast: bool = False  # bfloat16 autocast (train.bf16 on a GPU)
 
 
 def train_step(parts: StepParts, x: torch.Tensor, y: torch.Tensor, global_step: int) -> torch.Tensor:
     """Train on one batch (x [B, Tin, N, Cx] model units, y [B, Tout, N, Cy] data units);
     returns the loss (a 0-d tensor, not synchronized)."""
     y_scaled = parts.scaler.transform(y, channels=parts.targets)  # teacher forcing sees model units
-    with torch.autocast(parts.device_type, dtype=torch.bfloat16, enabled=parts.autocast):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=parts.autocast):
         out = parts.model(x, y_scaled, global_step=global_step)
     pred = parts.scaler.inverse_transform(out.float(), channels=parts.targets)
     loss = parts.loss(pred, y, parts.missing_value)
     parts.optimizer.zero_grad()  # (set_to_none is the default; Horovod 0.28 takes no argument)
     loss.backward()
-    parts.engine.clip_and_step(parts.optimizer, parts.params, parts.grad_clip)
+    # (a DDP wrapper's parameters are its module's, in the same order)
+    parts.engine.clip_and_step(parts.optimizer, parts.model.parameters(), parts.grad_clip)
     if parts.scheduler is not None:
         parts.scheduler.step()
     return loss
