@@ -156,6 +156,28 @@ def signal_after_log(proc: subprocess.Popen, path: Path, pattern: str, send, tim
 # --------------------------------------------------------------------------- what a run left
 
 
+def ranks_agree(run_dir: Path, world: int) -> str | None:
+    """The parameter digest that a run's train.log reports as identical on all `world` ranks
+    (None when it reports no such agreement)."""
+    log = (Path(run_dir) / "train.log").read_text()
+    found = re.search(rf"parameters identical on all {world} ranks \(sha256 ([0-9a-f]+)\)", log)
+    return found.group(1) if found else None
+
+
+def rank_pid(run_dir: Path, rank: int) -> int:
+    """The pid of the rank process of `pgti train --run-dir run_dir` with this world rank
+    (on any host of this machine: the test hosts share its process table)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(run_dir) in (entry / "cmdline").read_text():
+                environ = (entry / "environ").read_bytes().split(b"\0")
+                if f"OMPI_COMM_WORLD_RANK={rank}".encode() in environ:
+                    return int(entry.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no rank {rank} process for {run_dir}")
+
+
 def latest_checkpoint(run_dir: Path) -> dict:
     """The newest checkpoint of a run directory (its `checkpoints/latest`), loaded."""
     from pgti.train.checkpoint import CheckpointManager, load_checkpoint

@@ -3,7 +3,6 @@ run resumes bit-exactly, partitioned placement trains like replicated, errors en
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
@@ -18,6 +17,8 @@ from testlib import (
     latest_checkpoint,
     metrics_rows,
     mpirun_command,
+    rank_pid,
+    ranks_agree,
     signal_after_log,
     synth_dataset,
     train_command,
@@ -41,11 +42,6 @@ def train(world, data, run_dir, *extra, env=None, timeout=240):
                           env={**os.environ, **(env or {})})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
-
-
-def ranks_agree(run_dir, world):
-    log = (Path(run_dir) / "train.log").read_text()
-    return re.search(rf"parameters identical on all {world} ranks \(sha256 [0-9a-f]+\)", log) is not None
 
 
 @pytest.fixture(scope="module")
@@ -149,19 +145,6 @@ def test_weights_of_another_model_and_a_new_run_over_old_checkpoints_are_refused
     assert {p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()} == before  # untouched
 
 
-def _rank_pid(run_dir, rank: int) -> int:
-    """The pid of the rank process of `pgti train --run-dir run_dir` with this world rank."""
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and str(run_dir) in (entry / "cmdline").read_text():
-                environ = (entry / "environ").read_bytes().split(b"\0")
-                if f"OMPI_COMM_WORLD_RANK={rank}".encode() in environ:
-                    return int(entry.name)
-        except OSError:
-            continue
-    raise AssertionError(f"no rank {rank} process for {run_dir}")
-
-
 @pytest.mark.mpi
 def test_a_signal_to_one_rank_stops_all_three_with_its_name(data, tmp_path):
     """SIGTERM to rank 2 alone (e.g. a node's OOM watchdog or a site's cleanup): every rank
@@ -172,7 +155,7 @@ def test_a_signal_to_one_rank_stops_all_three_with_its_name(data, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = run_dir / "train.log"
     out = signal_after_log(proc, log, r"epoch 1 step [2-9]/",  # an epoch has 11 steps here
-                           lambda: os.kill(_rank_pid(run_dir, 2), signal.SIGTERM))
+                           lambda: os.kill(rank_pid(run_dir, 2), signal.SIGTERM))
     text = log.read_text()
     assert proc.returncode == 75, out + text
     assert "stopping on SIGTERM" in text and "stopping on walltime" not in text, text

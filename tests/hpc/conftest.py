@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hpc_helpers import SlurmCluster, install_tools
+
+from slurmlib import SlurmCluster, install_tools
 
 
 @pytest.fixture(scope="session")

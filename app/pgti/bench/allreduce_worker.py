@@ -3,7 +3,8 @@
     mpirun -np 2 python -m pgti.bench.allreduce_worker --counts 150,372353 --repeats 50
 
 Every rank initialises MPI (mpi4py), Horovod (`hvd.init(comm=COMM_WORLD)`, when installed) and
-torch.distributed with gloo (address from rank 0 over MPI), then times, interleaved round by
+torch.distributed with gloo (the DDP engine's own rendezvous, pgti.distributed.rendezvous),
+then times, interleaved round by
 round so that a busy spell on a shared machine hits every engine alike:
 
   mpi4py    comm.Allreduce(IN_PLACE, float32 numpy array)     (the MPI library itself)
@@ -19,17 +20,10 @@ import argparse
 import importlib.util
 import json
 import os
-import socket
 import statistics
 import time
 
 ENGINES = ("mpi4py", "horovod", "gloo")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
 
 
 def main(argv=None) -> None:
@@ -46,8 +40,11 @@ def main(argv=None) -> None:
     import torch
     from mpi4py import MPI
 
+    from pgti.distributed.world import init_world
+
     torch.set_num_threads(1)
-    comm = MPI.COMM_WORLD
+    world = init_world()
+    comm = world.comm
     rank, size = comm.Get_rank(), comm.Get_size()
     hvd = None
     if "horovod" in engines:
@@ -60,8 +57,9 @@ def main(argv=None) -> None:
     if "gloo" in engines:
         import torch.distributed as dist
 
-        address = (socket.gethostname(), _free_port()) if rank == 0 else None
-        host, port = comm.bcast(address, root=0)
+        from pgti.distributed.rendezvous import rendezvous
+
+        host, port, _ = rendezvous(world, "gloo")
         dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank, world_size=size)
 
     buffers = {c: (np.ones(c, dtype=np.float32), torch.ones(c, dtype=torch.float32)) for c in counts}

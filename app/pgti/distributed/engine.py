@@ -6,9 +6,10 @@ Both average gradients over all ranks every step, so every rank holds the same p
   named parameters (allreduce over MPI on CPU, NCCL on GPU when built so), optional fp16
   compression; rank 0's parameters and optimizer state are broadcast at start and after a
   resume.
-- `ddp`: `torch.distributed` initialised from the MPI rank and size (rank 0 picks a free TCP
-  port and broadcasts its address over MPI), gloo on CPU, nccl on GPU, and
-  `DistributedDataParallel` (which broadcasts rank 0's parameters when it wraps the model).
+- `ddp`: `torch.distributed` initialised from the MPI rank and size, gloo on CPU, nccl on
+  GPU, and `DistributedDataParallel` (which broadcasts rank 0's parameters when it wraps the
+  model). Rank 0's address, a free port and each rank's interface are chosen from the MPI
+  launch and broadcast over MPI (`pgti.distributed.rendezvous`), never by resolving hostnames.
 
 The base `Engine` ("local") averages nothing: one process (`pgti bench epoch` trains with it).
 
@@ -22,12 +23,14 @@ model, which the caller keeps.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
-import socket
 
 import torch
 
 from pgti.errors import UserError
+
+log = logging.getLogger("pgti")
 
 
 class Engine:
@@ -76,6 +79,9 @@ class HorovodEngine(Engine):
         hvd.init(comm=world.comm)
         if hvd.size() != world.size or hvd.rank() != world.rank:
             raise RuntimeError(f"horovod sees rank {hvd.rank()}/{hvd.size()}, MPI {world.rank}/{world.size}")
+        # Horovod splits the nodes itself (shared memory); PGTI_RANKS_PER_NODE does not reach it.
+        log.info("horovod: %d rank(s) per node (local_size), %d node(s) (cross_size)", hvd.local_size(),
+                 hvd.cross_size())
         self.hvd = hvd
         self.compression = hvd.Compression.fp16 if fp16_compression else hvd.Compression.none
 
@@ -102,12 +108,6 @@ class HorovodEngine(Engine):
             optimizer.step()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
 class DDPEngine(Engine):
     name = "ddp"
 
@@ -117,12 +117,12 @@ class DDPEngine(Engine):
 
         self.dist = dist
         if not dist.is_initialized():
-            address = None
-            if world.rank == 0:
-                host = os.environ.get("PGTI_MASTER_ADDR") or socket.gethostname()
-                address = (host, _free_port())
-            host, port = world.comm.bcast(address, root=0)
+            from pgti.distributed.rendezvous import IFNAME_ENV, rendezvous
+
             backend = "nccl" if device.type == "cuda" else "gloo"
+            host, port, how = rendezvous(world, backend)
+            log.info("ddp: %s rendezvous at tcp://%s:%d (%s); rank 0 binds %s=%s", backend, host, port, how,
+                     IFNAME_ENV[backend], os.environ.get(IFNAME_ENV[backend], "<unset>"))
             dist.init_process_group(backend, init_method=f"tcp://{host}:{port}", rank=world.rank,
                                     world_size=world.size)
 

@@ -16,6 +16,7 @@ No global state; mpi4py is imported when a collective or an abort needs it.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import traceback
 from typing import TYPE_CHECKING, Any, Callable
@@ -115,10 +116,22 @@ class abort_on_error(contextlib.ContextDecorator):
         _flush(stream)
         if collective and size > 1:
             comm.Barrier()  # rank 0's message is out before any rank exits (exit may kill the job)
+            keep_exit_status()
         if collective or size == 1:
             raise SystemExit(code) from None
         comm.Abort(code)
         return False  # not reached
+
+
+def keep_exit_status() -> None:
+    """Call once this rank's exit status is decided and agreed (its checkpoint complete):
+    SIGTERM is ignored from here on, so that a launcher ending the ranks still tearing down
+    cannot turn that status into 143. `srun --kill-on-bad-exit` does exactly that as soon as
+    the first rank exits non-zero, with 75 ("checkpointed, requeue me") too, and the job
+    script would then see a failure. Python leaves an ignored signal ignored through its own
+    finalization; a rank that hangs there still ends by the launcher's SIGKILL."""
+    with contextlib.suppress(ValueError):  # not the main thread: nothing to keep
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _world_size(world) -> int:

@@ -128,6 +128,7 @@ def load_signals(world: "World", info: DatasetInfo | str | os.PathLike, t0: int 
             spans = world.leaders_comm.allgather(span)
             error = _fill_by_broadcast(world, info, shared, spans, block_steps)
         elif mode == "leaders" and world.is_leader:
+            _check_visible_here(world, info)
             for b0, b1 in _blocks([span], block_steps):
                 _read_converted(info, b0, b1, shared.array[b0 - span[0]:b1 - span[0]])
     except Exception as exc:  # noqa: BLE001  (reported to every rank below)
@@ -138,6 +139,17 @@ def load_signals(world: "World", info: DatasetInfo | str | os.PathLike, t0: int 
         shared.free()
         raise
     return shared.seal()
+
+
+def _check_visible_here(world: "World", info: DatasetInfo) -> None:
+    """A leader on another host than rank 0 reads the file too: say so when it is not there."""
+    if not os.path.exists(info.path):
+        import socket
+
+        raise UserError(f"{info.path}: no such file on host {socket.gethostname()} (rank {world.rank}, node "
+                        f"{world.node}), though rank 0 opened it: with data.load = 'leaders' every node reads "
+                        "the dataset, so it must be on a filesystem every node sees (shared scratch or home, "
+                        "not a node's /tmp); or use data.load = 'bcast' (rank 0 reads, sends it to the nodes)")
 
 
 def _fill_by_broadcast(world: "World", info: DatasetInfo, shared: SharedArray,

@@ -33,6 +33,7 @@ def default_run_dir(args) -> Path:
 
 def run(args) -> int:
     from pgti.config import load_config
+    from pgti.distributed.failfast import keep_exit_status
     from pgti.distributed.world import abort_on_error, configure_threads, init_world, run_on_root, setup_logging
     from pgti.train.signals import StopRequest
 
@@ -50,10 +51,12 @@ def run(args) -> int:
 
                 print(describe_plan(cfg, world.size, world.num_nodes))
             return 0
+        from pgti.distributed.shared_fs import check_visible_on_every_node
         from pgti.train.loop import train
         from pgti.train.rundir import RunDir
 
         run_on_root(world, RunDir(run_dir).prepare)
+        check_visible_on_every_node(world, run_dir)  # a requeue on other nodes must find the checkpoints
         run_on_root(world, RunDir(run_dir).check_start, args.resume)  # before anything is written there
         setup_logging(world, log_file=run_dir / "train.log", verbose=cfg.log.verbose)
         threads = configure_threads(world)
@@ -62,4 +65,5 @@ def run(args) -> int:
         status = train(cfg, RunDir(run_dir), world, resume=args.resume, ignore_config=args.resume_ignore_config,
                        stop=stop)
         logging.getLogger("pgti.train").info("exit status %d", status)
+        keep_exit_status()  # every rank's status is agreed: a launcher's SIGTERM must not change it
         return status
