@@ -252,25 +252,29 @@ class VirtualCluster:
         self.daemons.append(proc)
         return proc
 
-    def mpirun_command(self, np_: int, per_host: int | None = None, forward=(), extra=(),
-                       env: dict | None = None) -> list[str]:
-        """`mpirun` on node1 across the hosts: `per_host` ranks per host (default: slots);
-        the variables of `env` (default os.environ) that the ranks need, and those named in
-        `forward`, are passed on with `-x`."""
+    def mpirun_args(self, forward=(), env: dict | None = None) -> list[str]:
+        """What `mpirun` needs to start ranks across the hosts: the hostfile, the agent, the
+        bridge's network, no binding (the hosts share this machine's cores), and `-x` for the
+        variables of `env` (default os.environ) that the ranks need and those named in `forward`.
+        Also what $PGTI_MPIRUN_ARGS takes (the job scripts, the benchmarks' own launches)."""
         env = os.environ if env is None else env
-        per_host = per_host or self.slots
-        cmd = [*self.enter(self.names[0]), shutil.which("mpirun"), "-np", str(np_),
-               "--hostfile", str(self.root / "hostfile"), "--map-by", f"ppr:{per_host}:node", "--bind-to", "none",
-               "--mca", "plm_ssh_agent", str(self.root / "agent.sh"),
-               "--mca", "btl_tcp_if_include", MPI_NET, "--mca", "oob_tcp_if_include", MPI_NET,
-               "--wdir", os.getcwd()]
-        if per_host > self.slots:
-            cmd.append("--oversubscribe")
+        args = ["--hostfile", str(self.root / "hostfile"), "--bind-to", "none",
+                "--mca", "plm_ssh_agent", str(self.root / "agent.sh"),
+                "--mca", "btl_tcp_if_include", MPI_NET, "--mca", "oob_tcp_if_include", MPI_NET]
         for var in ["OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "OMP_NUM_THREADS",
                     "PYTHONUNBUFFERED", "PYTHONPATH", "VIRTUAL_ENV", *forward]:
             if var in env:
-                cmd += ["-x", var]
-        return [*cmd, *extra]
+                args += ["-x", var]
+        return args
+
+    def mpirun_command(self, np_: int, per_host: int | None = None, forward=(), extra=(),
+                       env: dict | None = None) -> list[str]:
+        """`mpirun -np N` on node1 across the hosts, `per_host` ranks on each (default: slots),
+        then `extra`; see `mpirun_args`."""
+        per_host = per_host or self.slots
+        return [*self.enter(self.names[0]), shutil.which("mpirun"), "-np", str(np_),
+                "--map-by", f"ppr:{per_host}:node", *(["--oversubscribe"] if per_host > self.slots else []),
+                *self.mpirun_args(forward, env), "--wdir", os.getcwd(), *extra]
 
     def mpirun(self, np_: int, argv: list, timeout: float = 120, per_host: int | None = None, forward=(),
                extra=(), env: dict | None = None, **kw) -> subprocess.CompletedProcess:

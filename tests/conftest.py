@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from clusterlib import VirtualCluster
 from testlib import write_random_dataset  # tests/ is on pytest's pythonpath: see setup.cfg
 
 
@@ -17,6 +18,30 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def virtual_hosts(tmp_path_factory):
+    """Two hosts node1 and node2 (tests/clusterlib.py), two slots each, when this machine can
+    make them; None when it cannot. The session's tmp directory is shared by both. Their names
+    are in no /etc/hosts and no DNS, as on many clusters whose compute nodes do not resolve
+    each other's names: nothing of pgti may depend on resolving a hostname."""
+    if VirtualCluster.unavailable():
+        yield None
+        return
+    hosts = VirtualCluster(tmp_path_factory.mktemp("cluster"), hosts=2, slots=2, resolvable=False,
+                           shared=[tmp_path_factory.getbasetemp()])
+    hosts.up()
+    yield hosts
+    hosts.down()
+
+
+@pytest.fixture(scope="session")
+def cluster(virtual_hosts):
+    """The two hosts; the test is skipped, with the reason, where this machine cannot make them."""
+    if virtual_hosts is None:
+        pytest.skip(f"no multi-host cluster on this machine: {VirtualCluster.unavailable()}")
+    return virtual_hosts
 
 
 @pytest.fixture

@@ -36,6 +36,21 @@ def run_mpi(np_: int, args: list[str], timeout: float = 120, **kw) -> subprocess
                           text=True, timeout=timeout, **kw)
 
 
+def run_mpi_nodes(hosts, np_: int, per_node: int | None, args: list, timeout: float = 120,
+                  env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python ARGS` with `np_` ranks, `per_node` on each node (None: all on this one host).
+    Nodes are real hosts when `hosts` (the `virtual_hosts` fixture) is a cluster; where this
+    machine cannot make one (None), PGTI_RANKS_PER_NODE simulates them on this host."""
+    env = dict(os.environ if env is None else env)
+    env.pop("PGTI_RANKS_PER_NODE", None)
+    if per_node is not None and hosts is not None:
+        return hosts.mpirun(np_, [sys.executable, *args], timeout=timeout, per_host=per_node, env=env)
+    if per_node is not None:
+        env["PGTI_RANKS_PER_NODE"] = str(per_node)
+    return subprocess.run(mpirun_command(np_) + [sys.executable, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
 def pgti_command(*args) -> list[str]:
     """`python -m pgti.cli ARGS` (this interpreter, this checkout's package)."""
     return [sys.executable, "-m", "pgti.cli", *map(str, args)]

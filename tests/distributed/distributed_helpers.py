@@ -6,11 +6,12 @@ import os
 import time
 from pathlib import Path
 
-from testlib import run_mpi, write_random_dataset
+from testlib import run_mpi_nodes, write_random_dataset
 
 HERE = Path(__file__).parent
-# (ranks, PGTI_RANKS_PER_NODE or None = the real node): one real node, two simulated nodes of
-# one rank, and a node of two ranks next to a node of one.
+# (ranks, ranks per node or None = all on this host): one node, two nodes of one rank, and a
+# node of two ranks next to a node of one. The nodes are real hosts where this machine can make
+# them (the `virtual_hosts` fixture), else PGTI_RANKS_PER_NODE simulates them (testlib.run_mpi_nodes).
 LOAD_CONFIGS = [(2, None), (2, 1), (3, 2)]
 _LOAD_RESULTS: dict = {}
 
@@ -21,15 +22,12 @@ def write_small_dataset(path: Path, nan_at_step: int | None = None) -> Path:
     return write_random_dataset(path, start=0, nan_at_step=nan_at_step, chunk_steps=50)
 
 
-def mpi_env(ranks_per_node: int | None) -> dict:
-    env = dict(os.environ)
-    env.pop("PGTI_RANKS_PER_NODE", None)
-    if ranks_per_node is not None:
-        env["PGTI_RANKS_PER_NODE"] = str(ranks_per_node)
-    return env
+def mpi_env() -> dict:
+    """This environment without PGTI_RANKS_PER_NODE: ranks on one host are one node."""
+    return {k: v for k, v in os.environ.items() if k != "PGTI_RANKS_PER_NODE"}
 
 
-def load_run(base: Path, ranks: int, ranks_per_node: int | None) -> dict:
+def load_run(base: Path, ranks: int, ranks_per_node: int | None, hosts) -> dict:
     """Run tests/distributed/mpi_load.py once per configuration per session; returns
     {"rows": [per-rank results], "stdout", "stderr", "log", "dataset", "seconds"}."""
     key = (ranks, ranks_per_node)
@@ -38,7 +36,7 @@ def load_run(base: Path, ranks: int, ranks_per_node: int | None) -> dict:
         outdir.mkdir(parents=True)
         dataset = write_small_dataset(outdir / "d.h5")
         started = time.monotonic()
-        proc = run_mpi(ranks, [HERE / "mpi_load.py", dataset, outdir], env=mpi_env(ranks_per_node))
+        proc = run_mpi_nodes(hosts, ranks, ranks_per_node, [HERE / "mpi_load.py", dataset, outdir])
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
         _LOAD_RESULTS[key] = {
             "rows": json.loads((outdir / "result.json").read_text()), "stdout": proc.stdout,

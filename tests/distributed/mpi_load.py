@@ -1,4 +1,4 @@
-"""Under `mpirun -np W` (optionally PGTI_RANKS_PER_NODE=k to simulate nodes): the world,
+"""Under `mpirun -np W` (on one host, across hosts, or PGTI_RANKS_PER_NODE=k simulating nodes): the world,
 rank-prefixed logging, small collectives and `load_signals` in every mode, dtype and span.
 
 Usage: mpi_load.py DATASET OUTDIR. Rank 0 writes OUTDIR/result.json (one row per rank);

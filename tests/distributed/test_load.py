@@ -15,8 +15,8 @@ NODE_SPANS = [(10, 137), (300, 451), (160, 290)]
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("ranks, ranks_per_node", LOAD_CONFIGS)
-def test_every_rank_sees_the_files_bytes_in_both_modes(tmp_path_factory, ranks, ranks_per_node):
-    run = load_run(tmp_path_factory.getbasetemp(), ranks, ranks_per_node)
+def test_every_rank_sees_the_files_bytes_in_both_modes(tmp_path_factory, virtual_hosts, ranks, ranks_per_node):
+    run = load_run(tmp_path_factory.getbasetemp(), ranks, ranks_per_node, virtual_hosts)
     truth = read_signals(run["dataset"])
     file_digest = hashlib.sha1(truth).hexdigest()
     for r in run["rows"]:
@@ -36,8 +36,8 @@ def test_every_rank_sees_the_files_bytes_in_both_modes(tmp_path_factory, ranks, 
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("ranks, ranks_per_node", LOAD_CONFIGS)
-def test_partitioned_placement_holds_only_the_nodes_span(tmp_path_factory, ranks, ranks_per_node):
-    run = load_run(tmp_path_factory.getbasetemp(), ranks, ranks_per_node)
+def test_partitioned_placement_holds_only_the_nodes_span(tmp_path_factory, virtual_hosts, ranks, ranks_per_node):
+    run = load_run(tmp_path_factory.getbasetemp(), ranks, ranks_per_node, virtual_hosts)
     num_steps = 500
     all_starts = np.arange(num_steps - TIN - TOUT + 1)
     per_node = ranks_per_node or ranks

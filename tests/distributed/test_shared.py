@@ -26,7 +26,7 @@ def test_node_shared_signals_cost_one_copy_per_node_not_one_per_rank(tmp_path):
     del signals, pattern
 
     ranks = 3
-    proc = run_mpi(ranks, [HERE / "mpi_shared.py", path, tmp_path], env=mpi_env(None))
+    proc = run_mpi(ranks, [HERE / "mpi_shared.py", path, tmp_path], env=mpi_env())
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     rows = json.loads((tmp_path / "result.json").read_text())
     assert [r["local_size"] for r in rows] == [ranks] * ranks  # one node

@@ -19,6 +19,7 @@ from testlib import (
     mpirun_command,
     rank_pid,
     ranks_agree,
+    run_mpi_nodes,
     signal_after_log,
     synth_dataset,
     train_command,
@@ -92,10 +93,15 @@ def test_w2_killed_after_a_checkpoint_resumes_bit_exactly(horovod_w2, data, tmp_
 
 
 @pytest.mark.mpi
-def test_partitioned_placement_trains_exactly_like_replicated(data, tmp_path):
-    two_nodes = {"PGTI_RANKS_PER_NODE": "1"}  # each rank its own (simulated) node and node-shared array
-    train(2, data, tmp_path / "rep", "data.placement=replicated", env=two_nodes)
-    part = train(2, data, tmp_path / "part", "data.placement=partitioned", env=two_nodes)
+def test_partitioned_placement_trains_exactly_like_replicated(data, tmp_path, virtual_hosts):
+    def on_two_nodes(run_dir, placement):  # one rank per node: two node-shared arrays
+        args = train_command(data, run_dir, *RUN, f"data.placement={placement}")[1:]
+        proc = run_mpi_nodes(virtual_hosts, 2, 1, args, timeout=240)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc
+
+    on_two_nodes(tmp_path / "rep", "replicated")
+    part = on_two_nodes(tmp_path / "part", "partitioned")
     assert_bitwise_equal(final_params(tmp_path / "rep"), final_params(tmp_path / "part"))
     assert "2 node(s)" in part.stdout
 

@@ -11,8 +11,8 @@ from testlib import run_mpi
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("ranks, ranks_per_node", LOAD_CONFIGS)
-def test_world_communicators_and_collectives(tmp_path_factory, ranks, ranks_per_node):
-    rows = load_run(tmp_path_factory.getbasetemp(), ranks, ranks_per_node)["rows"]
+def test_world_communicators_and_collectives(tmp_path_factory, virtual_hosts, ranks, ranks_per_node):
+    rows = load_run(tmp_path_factory.getbasetemp(), ranks, ranks_per_node, virtual_hosts)["rows"]
     per_node = ranks_per_node or ranks  # one real node holds every rank
     assert [r["rank"] for r in rows] == list(range(ranks))
     for r in rows:
@@ -26,8 +26,8 @@ def test_world_communicators_and_collectives(tmp_path_factory, ranks, ranks_per_
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("ranks, ranks_per_node", [(3, 2)])
-def test_rank_prefixed_logging(tmp_path_factory, ranks, ranks_per_node):
-    run = load_run(tmp_path_factory.getbasetemp(), ranks, ranks_per_node)
+def test_rank_prefixed_logging(tmp_path_factory, virtual_hosts, ranks, ranks_per_node):
+    run = load_run(tmp_path_factory.getbasetemp(), ranks, ranks_per_node, virtual_hosts)
     out, log = run["stdout"], run["log"]
     assert out.count("[rank 0/3 node 0] INFO pgti: info from rank 0") == 1
     assert "info from rank 1" not in out and "info from rank 2" not in out  # others: WARNING and up
@@ -40,13 +40,13 @@ def test_rank_prefixed_logging(tmp_path_factory, ranks, ranks_per_node):
 def test_single_process_without_launcher(tmp_path):
     path = write_small_dataset(tmp_path / "d.h5")
     proc = subprocess.run([sys.executable, HERE / "mpi_single.py", "ok", path], capture_output=True,
-                          text=True, timeout=120, env=mpi_env(None))
+                          text=True, timeout=120, env=mpi_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     row = json.loads(proc.stdout.strip().splitlines()[-1])
     assert row["size"] == row["num_nodes"] == row["local_size"] == 1 and row["has_leaders_comm"]
 
     failed = subprocess.run([sys.executable, HERE / "mpi_single.py", "fail"], capture_output=True, text=True,
-                            timeout=120, env=mpi_env(None))
+                            timeout=120, env=mpi_env())
     assert failed.returncode == 2
     assert failed.stderr.count("pgti: error: deliberate single-process failure") == 1
     assert "Traceback" not in failed.stderr

@@ -15,6 +15,12 @@ the processes that map them; /proc/PID/smaps_rollup) and each rank's peak RSS (V
                     (PGTI_RANKS_PER_NODE=1) and the figure is the largest node's PSS, i.e. what
                     one node of a W-node job would hold
 
+Across hosts (`--hosts H`, W/H ranks per host; the hosts come from the batch allocation or a
+`--hostfile` in $PGTI_MPIRUN_ARGS): a sampler outside the job cannot see the other hosts, so
+every rank samples its own PSS every 50 ms and reports its peak with its host name; a host's
+figure is the sum over its ranks, the node figure the largest host's. Nodes are the real ones
+then, partitioned placement included.
+
 A configuration whose estimated memory does not fit in the machine's available memory is not
 launched; it is reported as impossible with the memory it would need (the estimate).
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -42,7 +49,27 @@ RUNTIME_BYTES = 300 << 20  # python + torch + MPI per rank (for the estimates on
 # --------------------------------------------------------------------------- worker (under mpirun)
 
 
-def _worker(method: str, data: str, batch_size: int) -> None:
+class _OwnPeak:
+    """This process's peak PSS, sampled every 50 ms by a thread (for runs across hosts)."""
+
+    def __init__(self):
+        self.peak = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.done.is_set():
+            self.peak = max(self.peak, _pss(os.getpid()))
+            self.done.wait(0.05)
+
+    def stop(self) -> int:
+        self.done.set()
+        self.thread.join()
+        return max(self.peak, _pss(os.getpid()))
+
+
+def _worker(method: str, data: str, batch_size: int, real_nodes: bool = False) -> None:
     from pgti.data.batcher import IndexBatcher
     from pgti.data.format import read_signals
     from pgti.data.splits import make_splits
@@ -51,7 +78,9 @@ def _worker(method: str, data: str, batch_size: int) -> None:
     from pgti.distributed.load import load_signals, node_time_span, open_dataset_once
     from pgti.distributed.world import abort_on_error, init_world
 
-    world = init_world(ranks_per_node=1 if method == "node-shared-partitioned" else None)
+    own = _OwnPeak()
+    simulated = method == "node-shared-partitioned" and not real_nodes
+    world = init_world(ranks_per_node=1 if simulated else None)
     with abort_on_error(world):
         info = open_dataset_once(world, data)
         spec = WindowSpec(time_of_day=True)
@@ -86,7 +115,8 @@ def _worker(method: str, data: str, batch_size: int) -> None:
         world.comm.Barrier()
         time.sleep(0.3)  # hold the steady state for the sampler
         hwm = _vm_hwm(os.getpid())
-        rows = world.comm.gather({"rank": world.rank, "peak_rss_bytes": hwm, "checksum": checksum}, root=0)
+        rows = world.comm.gather({"rank": world.rank, "host": socket.gethostname(), "peak_rss_bytes": hwm,
+                                  "peak_pss_bytes": own.stop(), "checksum": checksum}, root=0)
         if world.rank == 0:
             print("PGTI_MEMORY " + json.dumps(rows), flush=True)
         world.comm.Barrier()
@@ -139,9 +169,9 @@ def _is_worker(pid: int) -> bool:
         return False
 
 
-def run_configuration(method: str, ranks: int, data: str, batch_size: int) -> dict:
-    cmd = mpirun(ranks) + [sys.executable, "-m", "pgti.bench.memory", "--worker", method, "--data", data,
-                            "--batch-size", str(batch_size)]
+def run_configuration(method: str, ranks: int, data: str, batch_size: int, hosts: int = 1) -> dict:
+    cmd = mpirun(ranks, hosts) + [sys.executable, "-m", "pgti.bench.memory", "--worker", method, "--data", data,
+                                  "--batch-size", str(batch_size)] + (["--real-nodes"] if hosts > 1 else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = {"pss": 0, "per_process": {}}
     done = threading.Event()
@@ -162,11 +192,22 @@ def run_configuration(method: str, ranks: int, data: str, batch_size: int) -> di
     if proc.returncode != 0:
         raise RuntimeError(f"{method} x{ranks} failed (status {proc.returncode}):\n{err[-2000:]}")
     rows = json.loads(next(line for line in out.splitlines() if line.startswith("PGTI_MEMORY "))[12:])
-    node = peak["pss"]
-    if method == "node-shared-partitioned":
+    per_host: dict[str, int] = {}
+    for r in rows:
+        per_host[r["host"]] = per_host.get(r["host"], 0) + r["peak_pss_bytes"]
+    if hosts > 1:
+        if len(per_host) != hosts:
+            raise RuntimeError(f"{method} x{ranks}: --hosts {hosts}, but the ranks ran on {len(per_host)} host(s) "
+                               f"({', '.join(sorted(per_host))}): give mpirun the hosts (an allocation, or --hostfile "
+                               f"in $PGTI_MPIRUN_ARGS)")
+        node, everything = max(per_host.values()), sum(per_host.values())
+    elif method == "node-shared-partitioned":
         # Each rank is its own (simulated) node here: a node's memory is one rank's PSS.
-        node = max(peak["per_process"].values(), default=0)
-    return {"method": method, "ranks": ranks, "node_pss_bytes": node, "all_ranks_pss_bytes": peak["pss"],
+        node, everything = max(peak["per_process"].values(), default=0), peak["pss"]
+    else:
+        node, everything = peak["pss"], peak["pss"]
+    return {"method": method, "ranks": ranks, "hosts": hosts, "node_pss_bytes": node, "all_ranks_pss_bytes": everything,
+            "pss_per_host_bytes": per_host if hosts > 1 else None,
             "peak_rss_per_rank_bytes": [r["peak_rss_bytes"] for r in rows], "measured": True}
 
 
@@ -201,20 +242,20 @@ def available_bytes() -> int:
     return 0
 
 
-def benchmark(data: str, ranks: list[int], methods=METHODS, batch_size: int = 64) -> list[dict]:
+def benchmark(data: str, ranks: list[int], methods=METHODS, batch_size: int = 64, hosts: int = 1) -> list[dict]:
     from pgti.data.format import open_dataset
 
     info = open_dataset(data)
     results = []
     for w in ranks:
         for method in methods:
-            need = estimate(method, w, info)
+            need = estimate(method, w, info) // hosts  # this machine holds every host here
             row = {"method": method, "ranks": w, "estimate_bytes": need}
             if need > 0.8 * available_bytes():
                 row.update(measured=False, reason=f"needs ~{need / 2**30:.1f} GiB, "
                                                   f"{available_bytes() / 2**30:.1f} GiB available")
             else:
-                row.update(run_configuration(method, w, data, batch_size))
+                row.update(run_configuration(method, w, data, batch_size, hosts))
             results.append(row)
             print(_row_text(row, info.signal_bytes), flush=True)
     return results
@@ -224,8 +265,10 @@ def _row_text(row: dict, raw: int) -> str:
     label = f"{LABELS[row['method']]:32s} W={row['ranks']}"
     if not row.get("measured"):
         return f"{label}  impossible here: {row['reason']}"
+    hosts = row.get("pss_per_host_bytes")
+    where = f" ({', '.join(f'{h} {gib_column(b).strip()}' for h, b in sorted(hosts.items()))})" if hosts else ""
     return (f"{label}  node PSS {gib_column(row['node_pss_bytes'])} ({row['node_pss_bytes'] / raw:5.2f}x raw)  "
-            f"peak RSS/rank max {gib_column(max(row['peak_rss_per_rank_bytes']))}")
+            f"peak RSS/rank max {gib_column(max(row['peak_rss_per_rank_bytes']))}{where}")
 
 
 # --------------------------------------------------------------------------- CLI
@@ -236,6 +279,9 @@ def add_arguments(p) -> None:
     p.add_argument("--ranks", default="1,2", help="comma-separated rank counts (default 1,2)")
     p.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--hosts", type=int, default=1,
+                   help="spread each run over this many hosts, W/H ranks each (--map-by ppr:W/H:node; the hosts "
+                        "come from the allocation or a --hostfile in $PGTI_MPIRUN_ARGS); reports PSS per host")
     p.add_argument("--json", help="write the results as JSON")
     p.add_argument("--chart", help="write a PNG chart")
 
@@ -257,9 +303,12 @@ def run(args) -> int:
           f"classic windows {gib_column(info.window_bytes())} per copy")
     from pgti.bench.memory_report import chart, table
 
-    results = benchmark(args.data, ranks, methods, args.batch_size)
+    bad = [w for w in ranks if w < args.hosts or w % args.hosts]
+    if args.hosts < 1 or bad:
+        raise UserError(f"--hosts {args.hosts}: every --ranks count must be a multiple of it ({bad} are not)")
+    results = benchmark(args.data, ranks, methods, args.batch_size, args.hosts)
     print(table(results, info.signal_bytes))
-    payload = {"dataset": str(args.data), "raw_bytes": info.signal_bytes, "results": results}
+    payload = {"dataset": str(args.data), "raw_bytes": info.signal_bytes, "hosts": args.hosts, "results": results}
     if args.json:
         Path(args.json).write_text(json.dumps(payload, indent=2))
     if args.chart:
@@ -272,5 +321,6 @@ if __name__ == "__main__":
     parser.add_argument("--worker", choices=METHODS, required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--real-nodes", action="store_true", help="never simulate nodes (runs across hosts)")
     ns = parser.parse_args()
-    _worker(ns.worker, ns.data, ns.batch_size)
+    _worker(ns.worker, ns.data, ns.batch_size, ns.real_nodes)

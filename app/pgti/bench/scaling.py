@@ -22,15 +22,36 @@ import sys
 import time
 from pathlib import Path
 
+MPIRUN_ARGS_ENV = "PGTI_MPIRUN_ARGS"  # extra mpirun arguments, as in the job scripts
 
-def mpirun(ranks: int) -> list[str]:
+
+def mpirun(ranks: int, hosts: int = 1) -> list[str]:
+    """`mpirun -np W` for the benchmarks' own launches.
+
+    hosts > 1: W / hosts ranks on each host (`--map-by ppr:K:node`), over the hosts the launch
+    environment gives mpirun: a batch allocation (Slurm, PBS), or a `--hostfile` among the
+    arguments of $PGTI_MPIRUN_ARGS, which are appended either way (`--bind-to none`, `--mca ...`)."""
+    import shlex
+
+    from pgti.errors import UserError
+
     exe = shutil.which("mpirun") or shutil.which("mpiexec")
     if exe is None:
         raise RuntimeError("no mpirun on PATH: run `bash env/setup.sh` and `. env/activate.sh`")
+    if hosts < 1 or ranks % hosts:
+        raise UserError(f"--hosts {hosts}: {ranks} ranks do not split evenly over {hosts} host(s); give rank "
+                        "counts that are multiples of --hosts")
     cmd = [exe, "-np", str(ranks)]
-    if ranks > (os.cpu_count() or 1):
+    if hosts > 1:
+        cmd += ["--map-by", f"ppr:{ranks // hosts}:node"]
+    elif ranks > (os.cpu_count() or 1):
         cmd.append("--oversubscribe")
-    return cmd
+    return cmd + shlex.split(os.environ.get(MPIRUN_ARGS_ENV, ""))
+
+
+def hosts_for(ranks: int, hosts: int) -> int:
+    """The hosts a point of W ranks spreads over: `hosts` when W is a multiple of it, else 1."""
+    return hosts if ranks >= hosts and ranks % hosts == 0 else 1
 
 
 # Open MPI's launcher itself can fail to start, now and then, before any rank runs (PMIx's
@@ -51,20 +72,20 @@ def launch(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
 
 
 def train_command(ranks: int, data, per_rank_batch: int, steps: int, run_dir, model: str = "dcrnn-pgt",
-                  engine: str = "horovod") -> list[str]:
+                  engine: str = "horovod", hosts: int = 1) -> list[str]:
     sets = [f"data.path={data}", f"model.name={model}", f"train.batch_size={per_rank_batch}",
             f"train.max_steps={steps}", "train.epochs=1", "log.progress=lines", "log.plots=false",
             f"dist.engine={engine}", "checkpoint.every_minutes=0", "train.device=cpu"]
-    return mpirun(ranks) + [sys.executable, "-m", "pgti.cli", "train", *[a for s in sets for a in ("--set", s)],
+    return mpirun(ranks, hosts) + [sys.executable, "-m", "pgti.cli", "train", *[a for s in sets for a in ("--set", s)],
                             "--run-dir", str(run_dir)]
 
 
 def run_training(ranks: int, data, per_rank_batch: int, steps: int, run_dir, model: str = "dcrnn-pgt",
-                 engine: str = "horovod", timeout: float = 900) -> dict:
+                 engine: str = "horovod", timeout: float = 900, hosts: int = 1) -> dict:
     """One `pgti train` launch; its last metrics.jsonl row, with the command and wall time."""
     run_dir = Path(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
-    cmd = train_command(ranks, data, per_rank_batch, steps, run_dir, model, engine)
+    cmd = train_command(ranks, data, per_rank_batch, steps, run_dir, model, engine, hosts)
     began = time.perf_counter()
     done = launch(cmd, timeout)
     wall = time.perf_counter() - began
@@ -72,16 +93,17 @@ def run_training(ranks: int, data, per_rank_batch: int, steps: int, run_dir, mod
         raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-2000:]}")
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     row = rows[-1]
-    return {"ranks": ranks, "per_rank_batch": per_rank_batch, "global_batch": per_rank_batch * ranks,
+    return {"ranks": ranks, "hosts": hosts, "per_rank_batch": per_rank_batch, "global_batch": per_rank_batch * ranks,
             "steps": row["global_step"], "samples_per_s": row["samples_per_s"], "epoch_time_s": row["epoch_time_s"],
             "wall_s": wall, "command": " ".join(map(str, cmd)), "load_average": os.getloadavg()[0]}
 
 
 def measure_scaling(data, work_dir, ranks=(1, 2, 4), steps: int = 30, repeats: int = 1, global_batch: int = 64,
-                    model: str = "dcrnn-pgt", engine: str = "horovod", log=print) -> list[dict]:
+                    model: str = "dcrnn-pgt", engine: str = "horovod", log=print, hosts: int = 1) -> list[dict]:
     """Strong (global batch fixed) and weak (per-rank batch fixed) runs, repeats interleaved.
 
-    W = 1 is the same run for both (per-rank batch 64) and is launched once per repeat."""
+    W = 1 is the same run for both (per-rank batch 64) and is launched once per repeat.
+    hosts > 1: every point whose W is a multiple of it spreads over that many hosts."""
     plan = []
     for w in ranks:
         if global_batch % w:
@@ -92,11 +114,14 @@ def measure_scaling(data, work_dir, ranks=(1, 2, 4), steps: int = 30, repeats: i
     runs = []
     for repeat in range(repeats):
         for mode, w, batch in plan:
-            run = run_training(w, data, batch, steps, Path(work_dir) / f"{mode}-w{w}-r{repeat}", model, engine)
+            on = hosts_for(w, hosts)
+            run = run_training(w, data, batch, steps, Path(work_dir) / f"{mode}-w{w}-r{repeat}", model, engine,
+                               hosts=on)
             modes = ["strong", "weak"] if w == 1 else [mode]
             for m in modes:
                 runs.append({**run, "mode": m, "repeat": repeat})
-            log(f"  scaling {'/'.join(modes):<11} W={w} batch {batch}/rank: {run['samples_per_s']:8.1f} samples/s "
+            layout = f"{on}x{w // on}" if on > 1 else "1 host"
+            log(f"  scaling {'/'.join(modes):<11} W={w} ({layout}) batch {batch}/rank: {run['samples_per_s']:8.1f} samples/s "
                 f"({run['steps']} steps, {run['wall_s']:.0f} s wall, load {run['load_average']:.1f})")
     return runs
 
@@ -141,9 +166,18 @@ def main(argv=None) -> int:
     p.add_argument("--ranks", default="1,2,4")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--hosts", type=int, default=1,
+                   help="spread each W that is a multiple of it over this many hosts (--map-by ppr:W/H:node; the "
+                        "hosts come from the allocation or a --hostfile in $PGTI_MPIRUN_ARGS)")
+    p.add_argument("--json", help="also write the runs and their summary here")
+    p.add_argument("--work-dir", help="where the runs' directories go (default: a temporary directory under "
+                                      "$TMPDIR); with --hosts, on a filesystem every host sees")
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory() as work:
-        runs = measure_scaling(args.data, work, [int(w) for w in args.ranks.split(",")], args.steps, args.repeats)
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as work:
+        runs = measure_scaling(args.data, work, [int(w) for w in args.ranks.split(",")], args.steps, args.repeats,
+                               hosts=args.hosts)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": runs, "summary": summarize_scaling(runs)}, indent=2))
     print(json.dumps(summarize_scaling(runs), indent=2))
     return 0
 

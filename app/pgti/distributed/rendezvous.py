@@ -111,8 +111,8 @@ class _Listener:
         self.sock.close()
 
 
-def _rank0_choice(world, backend: str) -> tuple[list[str], str] | str:
-    """Rank 0: the candidate addresses and how they were found, or an error message."""
+def _rank0_choice(world, backend: str) -> tuple[list[str], str]:
+    """Rank 0: the candidate addresses and how they were found; a UserError when none can work."""
     given = os.environ.get(MASTER_ADDR_ENV, "").strip()
     if given:
         return [given], f"{MASTER_ADDR_ENV}={given}"
@@ -123,27 +123,35 @@ def _rank0_choice(world, backend: str) -> tuple[list[str], str] | str:
         for iface, addr, _ in interfaces():
             if iface == name:
                 return [addr], f"{var}={name}"
-        return (f"{var}={os.environ[var]!r}: rank 0's host ({socket.gethostname()}) has no interface {name!r} "
-                f"with an IPv4 address that is up (it has {', '.join(i for i, _, _ in interfaces())}); "
-                f"set {var} to one of those, or unset it")
+        raise UserError(f"{var}={os.environ[var]!r}: rank 0's host ({socket.gethostname()}) has no interface "
+                        f"{name!r} with an IPv4 address that is up (it has {', '.join(i for i, _, _ in interfaces())}); "
+                        f"set {var} to one of those, or unset it")
     if world.num_nodes == 1:
         return ["127.0.0.1"], "one node: loopback"
     candidates = [addr for _, addr, loop in interfaces() if not loop]
     if not candidates:
-        return (f"rank 0's host ({socket.gethostname()}) has no non-loopback IPv4 address, but the job spans "
-                f"{world.num_nodes} nodes; set {MASTER_ADDR_ENV} to an address every node reaches")
+        raise UserError(f"rank 0's host ({socket.gethostname()}) has no non-loopback IPv4 address, but the job spans "
+                        f"{world.num_nodes} nodes; set {MASTER_ADDR_ENV} to an address every node reaches")
     return candidates, "reached by every node"
+
+
+def _common(candidates: list[str], reached: list, backend: str) -> str:
+    """Rank 0: the first candidate every probing node reached."""
+    sets = [set(r) for r in reached if r is not None]
+    common = [a for a in candidates if all(a in s for s in sets)]
+    if not common:
+        raise UserError(f"no address of rank 0's host ({', '.join(candidates)}) is reachable over TCP from every "
+                        f"node; set {MASTER_ADDR_ENV} to one that is, or name the interface with {IFNAME_ENV[backend]}")
+    return common[0]
 
 
 def rendezvous(world, backend: str) -> tuple[str, int, str]:
     """Collective over `world.comm`: (address, port, how) of rank 0's TCP store; sets this
-    rank's socket interface for `backend` unless the user did. UserError on every rank if no
-    address works."""
-    choice = _rank0_choice(world, backend) if world.rank == 0 else None
-    choice = world.comm.bcast(choice, root=0)
-    if isinstance(choice, str):
-        raise UserError(choice)
-    candidates, how = choice
+    rank's socket interface for `backend` unless the user did. The same UserError on every
+    rank (reported once, by rank 0) if no address works."""
+    from pgti.distributed.failfast import run_on_root
+
+    candidates, how = run_on_root(world, _rank0_choice, world, backend)
     if len(candidates) > 1:
         listener = _Listener() if world.rank == 0 else None
         port = world.comm.bcast(listener.port if listener else None, root=0)
@@ -152,15 +160,7 @@ def rendezvous(world, backend: str) -> tuple[str, int, str]:
         reached = world.comm.gather(_reachable(candidates, port) if probing else None, root=0)
         if listener is not None:
             listener.close()
-            sets = [set(r) for r in reached if r is not None]
-            common = [a for a in candidates if all(a in s for s in sets)]
-            pick = common[0] if common else (
-                f"no address of rank 0's host ({', '.join(candidates)}) is reachable over TCP from every node; "
-                f"set {MASTER_ADDR_ENV} to one that is, or name the interface with {IFNAME_ENV[backend]}")
-        pick = world.comm.bcast(pick if listener is not None else None, root=0)
-        if pick not in candidates:
-            raise UserError(pick)
-        candidates = [pick]
+        candidates = [run_on_root(world, _common, candidates, reached, backend)]
     address = candidates[0]
     port = world.comm.bcast(_free_port() if world.rank == 0 else None, root=0)
     var = IFNAME_ENV[backend]
