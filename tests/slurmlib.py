@@ -111,7 +111,15 @@ PartitionName=debug Nodes={",".join(name for name, _ in self.nodes)} Default=YES
         out.close()
 
     def start(self, timeout: float = 30) -> None:
-        """Start the daemons; raises RuntimeError (with the logs' tails) if the node never comes up."""
+        """Start the daemons; raises RuntimeError (with the logs' tails), having stopped what it
+        started, if a node never comes up."""
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> None:
         self.write_config()
         r = self.root
         self._spawn("munged", ["munged", "-F", "--force", f"--key-file={r}/munge.key", f"--socket={r}/munge.sock",
