@@ -12,8 +12,9 @@ from testlib import pgti_command
 
 
 def on_node1(cluster, argv, timeout=240):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PGTI_MPIRUN_ARGS": shlex.join(cluster.mpirun_args())}
-    env.pop("PGTI_RANKS_PER_NODE", None)
+    env = {k: v for k, v in os.environ.items() if k != "PGTI_RANKS_PER_NODE"}
+    env["OMP_NUM_THREADS"] = "1"  # forwarded to node2 (-x): its ranks share this machine's cores too
+    env["PGTI_MPIRUN_ARGS"] = shlex.join(cluster.mpirun_args(env=env))
     proc = cluster.run_on("node1", argv, timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
