@@ -27,6 +27,7 @@ the namespaces are deleted, nothing stays mounted. When this machine cannot do a
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -82,6 +83,16 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=check)
 
 
+def _netns_mounted() -> bool:
+    """Whether /run/netns is a mount point (`ip netns add` makes it one)."""
+    return any(line.split()[4] == "/run/netns" for line in Path("/proc/self/mountinfo").read_text().splitlines())
+
+
+def _unmount_netns_if_empty() -> None:
+    if _netns_mounted() and not _ip("netns", "list", check=False).stdout.strip():
+        subprocess.run(["umount", "/run/netns"], capture_output=True, timeout=30)
+
+
 class VirtualCluster:
     """`hosts` namespaced hosts node1..nodeN; `up()` brings them up, `down()` removes all."""
 
@@ -93,7 +104,8 @@ class VirtualCluster:
         self.resolvable = resolvable
         self.names = [f"node{i}" for i in range(1, hosts + 1)]
         self.slots = slots
-        self.tag = f"pgti-{os.getpid()}-{id(self) % 10000}"
+        self.tag = f"pgti-{os.getpid()}-{secrets.token_hex(3)}"  # unique: down() deletes only its own
+        self.made: list[str] = []  # the namespaces this cluster created, in order
         self.shared = [Path(p).resolve() for p in shared]
         self.holders: dict[str, subprocess.Popen] = {}
         self.daemons: list[subprocess.Popen] = []
@@ -107,12 +119,14 @@ class VirtualCluster:
         for tool in ("ip", "unshare", "nsenter", "mpirun"):
             if shutil.which(tool) is None:
                 return f"no {tool!r} on PATH" + (" (run bash env/setup.sh)" if tool == "mpirun" else "")
-        probe = f"pgti-probe-{os.getpid()}"
+        probe = f"pgti-probe-{os.getpid()}-{secrets.token_hex(3)}"
+        mounted = _netns_mounted()
         made = _ip("netns", "add", probe, check=False)
-        if made.returncode != 0:
-            return f"`ip netns add` failed: {made.stderr.strip()}"
-        _ip("netns", "del", probe, check=False)
-        return None
+        if made.returncode == 0:
+            _ip("netns", "del", probe, check=False)
+        if not mounted:
+            _unmount_netns_if_empty()
+        return None if made.returncode == 0 else f"`ip netns add` failed: {made.stderr.strip()}"
 
     # ------------------------------------------------------------------ lifecycle
     def ns(self, name: str) -> str:
@@ -123,7 +137,8 @@ class VirtualCluster:
 
     def keep_paths(self) -> list[str]:
         """The paths under /tmp every host must see, outermost only."""
-        wanted = sorted({str(p) for p in [self.root, REPO, Path(sys.prefix).resolve(), *self.shared]
+        interpreter = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]  # a venv, and its base
+        wanted = sorted({str(p) for p in [self.root, REPO, *interpreter, *self.shared]
                          if str(p).startswith("/tmp/")})
         outer: list[str] = []
         for path in wanted:
@@ -140,6 +155,7 @@ class VirtualCluster:
         return self
 
     def _up(self, timeout: float) -> None:
+        self.netns_was_mounted = _netns_mounted()
         r = self.root
         r.mkdir(parents=True, exist_ok=True)
         r.chmod(0o755)
@@ -155,11 +171,13 @@ class VirtualCluster:
         agent.chmod(0o755)
 
         bridge = self.ns("br")
+        self.made.append(bridge)
         _ip("netns", "add", bridge)
         _ip("-n", bridge, "link", "add", "br0", "type", "bridge")
         _ip("-n", bridge, "link", "set", "br0", "up")
         for i, name in enumerate(self.names, start=1):
             ns = self.ns(name)
+            self.made.append(ns)
             _ip("netns", "add", ns)
             _ip("-n", bridge, "link", "add", f"v{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
             _ip("-n", bridge, "link", "set", f"v{i}", "master", "br0", "up")
@@ -194,8 +212,7 @@ class VirtualCluster:
         for p in self.daemons:
             if p.poll() is None:
                 p.terminate()
-        for name in self.names + ["br"]:
-            ns = self.ns(name)
+        for ns in self.made:
             for _ in range(3):
                 listed = _ip("netns", "pids", ns, check=False)
                 pids = [int(x) for x in listed.stdout.split()] if listed.returncode == 0 else []
@@ -212,13 +229,13 @@ class VirtualCluster:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
-        for name in self.names + ["br"]:
-            _ip("netns", "del", self.ns(name), check=False)
+        for ns in self.made:
+            _ip("netns", "del", ns, check=False)
+        self.made.clear()
         self.holders.clear()
         self.daemons.clear()
-        if not _ip("netns", "list", check=False).stdout.strip():
-            # `ip netns add` made /run/netns a mount point; leave no mount behind.
-            subprocess.run(["umount", "/run/netns"], capture_output=True, timeout=30)
+        if not getattr(self, "netns_was_mounted", True):
+            _unmount_netns_if_empty()  # `ip netns add` made /run/netns a mount point: not ours to keep
 
     def __enter__(self) -> "VirtualCluster":
         return self.up()

@@ -29,8 +29,9 @@ def test_bench_memory_reports_every_hosts_pss(cluster, cluster_data, tmp_path):
         ("node-shared", 4, 2), ("node-shared-partitioned", 4, 2)]
     for r in results:
         per_host = r["pss_per_host_bytes"]
-        assert sorted(per_host) == ["node1", "node2"] and min(per_host.values()) > 0, r
-        assert r["node_pss_bytes"] == max(per_host.values()) and r["all_ranks_pss_bytes"] == sum(per_host.values())
+        assert sorted(per_host) == ["node1", "node2"], r  # the ranks ran, and reported, on both hosts
+        # each host's figure is its two ranks (python + torch + MPI, ~0.2-0.3 GiB each), no more, no less
+        assert all(0.15 * 2**30 < pss < 1.5 * 2**30 for pss in per_host.values()), per_host
 
 
 def test_scaling_runs_its_w4_point_on_two_hosts(cluster, cluster_data, tmp_path):

@@ -35,6 +35,7 @@ def test_teardown_leaves_nothing_behind(cluster, tmp_path):  # `cluster`: skippe
         hosts.down()
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not [name for name in names if name in listed], listed
+    assert all(ns in listed for ns in cluster.made), listed  # the session's hosts are not its to remove
     left = [pid for pid in [*daemons, stray, *holders] if alive(pid)]
     assert not left, [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left]
     mounts = Path("/proc/self/mountinfo").read_text()

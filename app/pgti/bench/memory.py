@@ -170,6 +170,8 @@ def _is_worker(pid: int) -> bool:
 
 
 def run_configuration(method: str, ranks: int, data: str, batch_size: int, hosts: int = 1) -> dict:
+    from pgti.errors import UserError
+
     cmd = mpirun(ranks, hosts) + [sys.executable, "-m", "pgti.bench.memory", "--worker", method, "--data", data,
                                   "--batch-size", str(batch_size)] + (["--real-nodes"] if hosts > 1 else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -197,7 +199,7 @@ def run_configuration(method: str, ranks: int, data: str, batch_size: int, hosts
         per_host[r["host"]] = per_host.get(r["host"], 0) + r["peak_pss_bytes"]
     if hosts > 1:
         if len(per_host) != hosts:
-            raise RuntimeError(f"{method} x{ranks}: --hosts {hosts}, but the ranks ran on {len(per_host)} host(s) "
+            raise UserError(f"{method} x{ranks}: --hosts {hosts}, but the ranks ran on {len(per_host)} host(s) "
                                f"({', '.join(sorted(per_host))}): give mpirun the hosts (an allocation, or --hostfile "
                                f"in $PGTI_MPIRUN_ARGS)")
         node, everything = max(per_host.values()), sum(per_host.values())
@@ -249,7 +251,7 @@ def benchmark(data: str, ranks: list[int], methods=METHODS, batch_size: int = 64
     results = []
     for w in ranks:
         for method in methods:
-            need = estimate(method, w, info) // hosts  # this machine holds every host here
+            need = estimate(method, w // hosts, info)  # one host's share: W/H ranks and their data
             row = {"method": method, "ranks": w, "estimate_bytes": need}
             if need > 0.8 * available_bytes():
                 row.update(measured=False, reason=f"needs ~{need / 2**30:.1f} GiB, "
@@ -303,8 +305,10 @@ def run(args) -> int:
           f"classic windows {gib_column(info.window_bytes())} per copy")
     from pgti.bench.memory_report import chart, table
 
+    if args.hosts < 1:
+        raise UserError(f"--hosts {args.hosts}: give 1 or more hosts")
     bad = [w for w in ranks if w < args.hosts or w % args.hosts]
-    if args.hosts < 1 or bad:
+    if bad:
         raise UserError(f"--hosts {args.hosts}: every --ranks count must be a multiple of it ({bad} are not)")
     results = benchmark(args.data, ranks, methods, args.batch_size, args.hosts)
     print(table(results, info.signal_bytes))

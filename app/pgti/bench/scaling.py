@@ -51,7 +51,7 @@ def mpirun(ranks: int, hosts: int = 1) -> list[str]:
 
 def hosts_for(ranks: int, hosts: int) -> int:
     """The hosts a point of W ranks spreads over: `hosts` when W is a multiple of it, else 1."""
-    return hosts if ranks >= hosts and ranks % hosts == 0 else 1
+    return hosts if hosts >= 1 and ranks >= hosts and ranks % hosts == 0 else 1
 
 
 # Open MPI's launcher itself can fail to start, now and then, before any rank runs (PMIx's
@@ -173,6 +173,11 @@ def main(argv=None) -> int:
     p.add_argument("--work-dir", help="where the runs' directories go (default: a temporary directory under "
                                       "$TMPDIR); with --hosts, on a filesystem every host sees")
     args = p.parse_args(argv)
+    if args.hosts < 1:
+        p.error(f"--hosts {args.hosts}: give 1 or more hosts")
+    if args.hosts > 1 and not args.work_dir:
+        p.error("--hosts needs --work-dir: the runs' directories must be on a filesystem every host sees "
+                "(a node's $TMPDIR is not)")
     with tempfile.TemporaryDirectory(dir=args.work_dir) as work:
         runs = measure_scaling(args.data, work, [int(w) for w in args.ranks.split(",")], args.steps, args.repeats,
                                hosts=args.hosts)

@@ -115,8 +115,8 @@ class abort_on_error(contextlib.ContextDecorator):
                 print(message, file=stream, end="" if message.endswith("\n") else "\n")
         _flush(stream)
         if collective and size > 1:
+            keep_exit_status()  # before the barrier: a rank out of it first may exit, and srun -K then TERMs us
             comm.Barrier()  # rank 0's message is out before any rank exits (exit may kill the job)
-            keep_exit_status()
         if collective or size == 1:
             raise SystemExit(code) from None
         comm.Abort(code)

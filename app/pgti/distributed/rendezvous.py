@@ -9,11 +9,13 @@ which on many clusters maps to 127.0.0.1, and the other hosts get "Connection re
 
 The address, in order of precedence:
   1. `PGTI_MASTER_ADDR` (rank 0's environment), as given;
-  2. rank 0's IPv4 address on the first interface of `GLOO_SOCKET_IFNAME` / `NCCL_SOCKET_IFNAME`;
-  3. one node: 127.0.0.1 (every rank is on rank 0's host);
-  4. several nodes: rank 0's non-loopback IPv4 addresses are probed over TCP from one rank of
-     every other node, and the first that all of them reach wins.
-Every decision is rank 0's, broadcast over MPI, so all ranks use the same one.
+  2. rank 0's IPv4 addresses on the interfaces `GLOO_SOCKET_IFNAME` / `NCCL_SOCKET_IFNAME`
+     selects (gloo: exact names; NCCL: prefixes, `=` exact, `^` excluded);
+  3. one host: 127.0.0.1 (every rank is on rank 0's host);
+  4. several hosts: rank 0's non-loopback IPv4 addresses.
+On several hosts the candidates, a given one too, are probed over TCP from one rank of every
+other host, and the first that all of them reach wins; none is one line on every rank (exit 2)
+instead of a hang in `init_process_group`. Every decision is rank 0's, broadcast over MPI.
 """
 from __future__ import annotations
 
@@ -111,61 +113,109 @@ class _Listener:
         self.sock.close()
 
 
-def _rank0_choice(world, backend: str) -> tuple[list[str], str]:
+def matching_interfaces(value: str, backend: str) -> list[tuple[str, str, bool]]:
+    """The interfaces of this host that `GLOO_SOCKET_IFNAME` / `NCCL_SOCKET_IFNAME` = `value`
+    selects, with the backend's rules: gloo takes exact names (comma-separated); NCCL takes
+    name prefixes, exact names after `=`, and excludes the listed prefixes after `^`."""
+    found = interfaces()
+    if backend == "gloo":
+        wanted = [n.strip() for n in value.split(",") if n.strip()]
+        return [i for i in found if i[0] in wanted]
+    exclude, exact = value.startswith("^"), value.lstrip("^").startswith("=")
+    names = [n.strip() for n in value.lstrip("^").lstrip("=").split(",") if n.strip()]
+
+    def named(iface: str) -> bool:
+        return iface in names if exact else any(iface.startswith(n) for n in names)
+
+    return [i for i in found if named(i[0]) != exclude]
+
+
+def _rank0_choice(backend: str, hosts: int) -> tuple[list[str], str]:
     """Rank 0: the candidate addresses and how they were found; a UserError when none can work."""
     given = os.environ.get(MASTER_ADDR_ENV, "").strip()
     if given:
         return [given], f"{MASTER_ADDR_ENV}={given}"
     var = IFNAME_ENV[backend]
-    names = [n for n in os.environ.get(var, "").split(",") if n.strip()]
-    if names:
-        name = names[0].strip().lstrip("^=")
-        for iface, addr, _ in interfaces():
-            if iface == name:
-                return [addr], f"{var}={name}"
-        raise UserError(f"{var}={os.environ[var]!r}: rank 0's host ({socket.gethostname()}) has no interface "
-                        f"{name!r} with an IPv4 address that is up (it has {', '.join(i for i, _, _ in interfaces())}); "
-                        f"set {var} to one of those, or unset it")
-    if world.num_nodes == 1:
-        return ["127.0.0.1"], "one node: loopback"
+    value = os.environ.get(var, "").strip()
+    if value:
+        chosen = [addr for _, addr, _ in matching_interfaces(value, backend)]
+        if not chosen:
+            raise UserError(f"{var}={value!r}: rank 0's host ({socket.gethostname()}) has no such interface with an "
+                            f"IPv4 address that is up (it has {', '.join(i for i, _, _ in interfaces())}); set {var} "
+                            "to one of those, or unset it")
+        return chosen, f"{var}={value}"
+    if hosts == 1:
+        return ["127.0.0.1"], "one host: loopback"
     candidates = [addr for _, addr, loop in interfaces() if not loop]
     if not candidates:
         raise UserError(f"rank 0's host ({socket.gethostname()}) has no non-loopback IPv4 address, but the job spans "
-                        f"{world.num_nodes} nodes; set {MASTER_ADDR_ENV} to an address every node reaches")
-    return candidates, "reached by every node"
+                        f"{hosts} hosts; set {MASTER_ADDR_ENV} to an address every host reaches")
+    return candidates, "reached from every host"
 
 
-def _common(candidates: list[str], reached: list, backend: str) -> str:
-    """Rank 0: the first candidate every probing node reached."""
+def _common(candidates: list[str], reached: list, how: str) -> str:
+    """Rank 0: the first candidate every probing host reached."""
     sets = [set(r) for r in reached if r is not None]
     common = [a for a in candidates if all(a in s for s in sets)]
     if not common:
-        raise UserError(f"no address of rank 0's host ({', '.join(candidates)}) is reachable over TCP from every "
-                        f"node; set {MASTER_ADDR_ENV} to one that is, or name the interface with {IFNAME_ENV[backend]}")
+        raise UserError(f"rank 0's address{'es' if len(candidates) > 1 else ''} {', '.join(candidates)} ({how}) "
+                        f"{'are' if len(candidates) > 1 else 'is'} not reachable over TCP from every host; set "
+                        f"{MASTER_ADDR_ENV} to an address that is, or name the interface with GLOO_SOCKET_IFNAME / "
+                        "NCCL_SOCKET_IFNAME")
     return common[0]
+
+
+def _bind_here(address: str, backend: str) -> str | None:
+    """This rank's check of the interface its backend binds: the user's must exist here, ours is
+    the one the route to `address` leaves by (set for the backend). A UserError names the fix."""
+    var = IFNAME_ENV[backend]
+    value = os.environ.get(var, "").strip()
+    if value:
+        if not matching_interfaces(value, backend):
+            raise UserError(f"{var}={value!r}: host {socket.gethostname()} has no such interface with an IPv4 "
+                            f"address that is up (it has {', '.join(i for i, _, _ in interfaces())}); name one that "
+                            "every host has, or unset it")
+        return None
+    try:
+        iface = interface_with(source_address(address))
+    except OSError as exc:
+        raise UserError(f"the rendezvous address {address} cannot be used from host {socket.gethostname()} "
+                        f"({exc.strerror or exc}); set {MASTER_ADDR_ENV} to an address every host reaches") from None
+    if iface is not None:
+        os.environ[var] = iface
+    return iface
 
 
 def rendezvous(world, backend: str) -> tuple[str, int, str]:
     """Collective over `world.comm`: (address, port, how) of rank 0's TCP store; sets this
     rank's socket interface for `backend` unless the user did. The same UserError on every
-    rank (reported once, by rank 0) if no address works."""
-    from pgti.distributed.failfast import run_on_root
+    rank (reported once, by rank 0) if no address works. On several hosts the address, also
+    one the user gave, is first probed over TCP from one rank of every other host, so a wrong
+    one is one line at once, not a hang in `init_process_group`."""
+    from mpi4py import MPI
 
-    candidates, how = run_on_root(world, _rank0_choice, world, backend)
-    if len(candidates) > 1:
+    from pgti.distributed.failfast import raise_if_any_failed, run_on_root
+
+    # Hosts, not `world.num_nodes`: PGTI_RANKS_PER_NODE's pretend nodes share one host.
+    names = world.comm.allgather(MPI.Get_processor_name())
+    hosts = len(set(names))
+    candidates, how = run_on_root(world, _rank0_choice, backend, hosts)
+    if hosts > 1:
         listener = _Listener() if world.rank == 0 else None
         port = world.comm.bcast(listener.port if listener else None, root=0)
-        # One rank per other node probes (the same host reaches the same addresses).
-        probing = world.is_leader and world.node != 0
+        # One rank per other host probes (the same host reaches the same addresses).
+        first_on_host = names.index(names[world.rank]) == world.rank
+        probing = first_on_host and names[world.rank] != names[0]
         reached = world.comm.gather(_reachable(candidates, port) if probing else None, root=0)
         if listener is not None:
             listener.close()
-        candidates = [run_on_root(world, _common, candidates, reached, backend)]
+        candidates = [run_on_root(world, _common, candidates, reached, how)]
     address = candidates[0]
     port = world.comm.bcast(_free_port() if world.rank == 0 else None, root=0)
-    var = IFNAME_ENV[backend]
-    if not os.environ.get(var):
-        iface = interface_with(source_address(address))
-        if iface is not None:
-            os.environ[var] = iface
+    error = None
+    try:
+        _bind_here(address, backend)
+    except UserError as exc:
+        error = exc
+    raise_if_any_failed(world, error)
     return address, port, how
