@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from distributed_helpers import HERE, LOAD_CONFIGS, load_run, mpi_env, write_small_dataset
@@ -77,3 +78,18 @@ def test_progress_bar_only_when_the_launchers_output_is_a_terminal():
     on_tty = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=120)
     assert on_tty.returncode == 0, on_tty.stdout + on_tty.stderr
     assert on_tty.stdout.count("terminal True") == 2, on_tty.stdout
+
+
+def test_torchrun_is_refused_before_anything_is_written(tmp_path):
+    """torchrun starts processes without MPI: each would be a one-rank run in one run directory."""
+    path = write_small_dataset(tmp_path / "d.h5")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "pgti.cli", "train", "--run-dir", tmp_path / "run",
+                           "--set", f"data.path={path}"], capture_output=True, text=True, timeout=120, env=mpi_env())
+    ours = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("pgti: ")]
+    assert proc.returncode != 0 and ours == [
+        "pgti: error: launched by torchrun (WORLD_SIZE=2), which starts processes without MPI: each of the 2 would be "
+        "a one-rank run of its own, all in one run directory; pgti's ranks come from MPI: launch with "
+        "`mpirun -np 2 pgti ...` (or `srun --mpi=pmix pgti ...` in a Slurm job)"], proc.stderr[-3000:]
+    assert "exitcode  : 2" in proc.stderr  # both processes exit 2 (torchrun itself reports a failure: 1)
+    assert not (tmp_path / "run").exists()

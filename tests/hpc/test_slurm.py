@@ -122,3 +122,17 @@ def test_scancel_is_not_undone_by_a_requeue(slurm, tmp_path):
     out = (tmp_path / f"cancel-{job_id}.out").read_text()
     assert info["JobState"] == "CANCELLED" and info["Restarts"] == "0", (info, out)
     assert "got SIGTERM" in out and "not requeueing" in out, out
+
+
+def test_srun_without_pmi_is_refused_before_anything_is_written(slurm, demo_data, tmp_path):
+    """`srun --mpi=none` starts each task as an MPI world of one: refused with one line, exit 2."""
+    run_dir = tmp_path / "run"
+    env = slurm.env(OMP_NUM_THREADS=1)
+    env.pop("PGTI_RANKS_PER_NODE", None)
+    proc = slurm.run(["srun", "-n2", "--mpi=none", sys.executable, "-m", "pgti.cli", "train", "--run-dir", str(run_dir),
+                      "--set", f"data.path={demo_data}"], check=False, env=env, cwd=tmp_path)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert text.count("pgti: error: srun started 2 tasks (SLURM_STEP_NUM_TASKS=2), but MPI sees each as a world of "
+                      "one rank") == 1 and text.count("pgti: ") == 1, text
+    assert "Traceback" not in text and not run_dir.exists(), text

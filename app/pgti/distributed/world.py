@@ -98,6 +98,8 @@ def init_world(ranks_per_node: int | None = None) -> World:
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
+    if size == 1:
+        _refuse_foreign_launcher()
     ranks_per_node = _ranks_per_node(ranks_per_node)
     if ranks_per_node is None:
         node_comm = comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
@@ -116,6 +118,42 @@ def init_world(ranks_per_node: int | None = None) -> World:
     # are freed while MPI is still alive.
     atexit.register(_close_at_exit)
     return _WORLD
+
+
+def _refuse_foreign_launcher() -> None:
+    """A world of one rank, though a launcher started several processes: each would be a run of
+    its own, all writing into one run directory. torchrun (WORLD_SIZE, LOCAL_RANK) knows nothing
+    of MPI; srun without a PMI plugin for this MPI (`--mpi=none`, or a site default without
+    PMIx) starts its tasks as MPI singletons. Refused before anything is written: the process
+    the launcher numbers 0 says why in one line (UserError, exit 2), the others exit 2 quietly."""
+    env = os.environ
+    if "OMPI_COMM_WORLD_SIZE" in env or "PMI_SIZE" in env:
+        return  # an MPI launcher started this process: one rank is what it asked for
+    torchrun = _count(env.get("WORLD_SIZE")) if "LOCAL_RANK" in env else 1
+    srun = _count(env.get("SLURM_STEP_NUM_TASKS"))
+    if torchrun > 1:
+        first = env.get("RANK", "0") == "0"
+        message = (f"launched by torchrun (WORLD_SIZE={torchrun}), which starts processes without MPI: each of the "
+                   f"{torchrun} would be a one-rank run of its own, all in one run directory; pgti's ranks come "
+                   f"from MPI: launch with `mpirun -np {torchrun} pgti ...` (or `srun --mpi=pmix pgti ...` in a "
+                   "Slurm job)")
+    elif srun > 1:
+        first = env.get("SLURM_PROCID", "0") == "0"
+        message = (f"srun started {srun} tasks (SLURM_STEP_NUM_TASKS={srun}), but MPI sees each as a world of one "
+                   "rank: srun ran without a PMI plugin for this MPI (--mpi=none, or a site default without PMIx); "
+                   f"launch with `srun --mpi=pmix ...` (`srun --mpi=list` shows the plugins) or `mpirun -np {srun} ...`")
+    else:
+        return
+    if not first:
+        raise SystemExit(2)
+    raise UserError(message)
+
+
+def _count(text: str | None) -> int:
+    try:
+        return int(text or 1)
+    except ValueError:
+        return 1
 
 
 def _ranks_per_node(value: int | None) -> int | None:
