@@ -96,6 +96,9 @@ class TrainConfig:
     bf16: bool = _opt(False, "bfloat16 autocast on GPU")
     patience: int = _opt(0, "early stopping: epochs without val improvement (0 = off)", min=0, resume_safe=True)
     max_steps: int = _opt(0, "stop after this many optimizer steps (0 = no limit)", min=0, resume_safe=True)
+    skip_nonfinite: int = _opt(0, "skip up to this many steps with a non-finite loss or gradient norm, with a "
+                                  "warning each, before the run stops with exit 1 (0 = stop at the first)",
+                               min=0, resume_safe=True)
     seed: int = _opt(0, "seed for init, shuffling and sampling")
     shuffle: str = _opt("global", "global: one permutation of all windows per epoch, split across "
                         "ranks; local: each rank shuffles its own contiguous block (PGT-I); none",

@@ -49,14 +49,27 @@ class Engine:
             optimizer.load_state_dict(optimizer_state)
         return model, optimizer
 
-    def clip_and_step(self, optimizer, parameters, max_norm: float) -> None:
-        """Clip the global gradient norm to `max_norm` (0: no clipping), then step."""
-        if max_norm > 0:
-            torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    def clip_and_step(self, optimizer, parameters, max_norm: float) -> bool:
+        """Clip the global gradient norm to `max_norm` (0: no clipping), then step; a step
+        whose gradient norm is not finite is not taken (False)."""
+        if not finite_norm_then_clip(parameters, max_norm):
+            return False
         optimizer.step()
+        return True
 
     def close(self) -> None:
         pass
+
+
+def finite_norm_then_clip(parameters, max_norm: float) -> bool:
+    """Whether the global norm of the (averaged: the same on every rank) gradients is finite;
+    if so, clip them to `max_norm` (0: no clipping). Read-only when not clipping."""
+    params = [p for p in parameters if p.grad is not None]
+    if max_norm > 0:
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    else:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    return bool(torch.isfinite(norm))
 
 
 def check_engine_installed(engine: str) -> None:
@@ -99,13 +112,14 @@ class HorovodEngine(Engine):
             hvd.broadcast_optimizer_state(optimizer, root_rank=0)
         return model, optimizer
 
-    def clip_and_step(self, optimizer, parameters, max_norm: float) -> None:
+    def clip_and_step(self, optimizer, parameters, max_norm: float) -> bool:
         # Clip the *averaged* gradients: finish the allreduce first, then step without a second one.
         optimizer.synchronize()
-        if max_norm > 0:
-            torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+        if not finite_norm_then_clip(parameters, max_norm):
+            return False
         with optimizer.skip_synchronize():
             optimizer.step()
+        return True
 
 
 class DDPEngine(Engine):

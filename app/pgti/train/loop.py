@@ -29,7 +29,7 @@ from pgti import __version__
 from pgti.config import Config, config_hash, parse_duration, to_dict
 from pgti.distributed.engine import make_engine
 from pgti.distributed.world import run_on_root
-from pgti.errors import EXIT_OK, EXIT_RESUBMIT, UserError
+from pgti.errors import EXIT_FAILURE, EXIT_OK, EXIT_RESUBMIT, UserError
 from pgti.train.checkpoint import RESUME_KEYS, CheckpointManager, check_config_hash, find_resumable, load_checkpoint
 from pgti.train.evaluate import evaluate_split
 from pgti.train.metrics import format_table, training_loss
@@ -64,7 +64,7 @@ class Run:
 
 def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore_config: bool = False,
           stop: StopRequest | None = None) -> int:
-    """Train (or resume) the run in `run_dir`; returns EXIT_OK or EXIT_RESUBMIT.
+    """Train (or resume) the run in `run_dir`; returns EXIT_OK, EXIT_RESUBMIT or (diverged) EXIT_FAILURE.
 
     `stop`: the caller's installed StopRequest (installed at process start, so a signal that
     arrives while the data loads still ends in a checkpoint after the first step)."""
@@ -99,6 +99,7 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
     if world.rank == 0:
         start_run_dir(r, state, resumed=ckpt is not None, engine=engine.name, steps_per_epoch=steps_per_epoch)
 
+    nonfinite_steps = 0
     with contextlib.nullcontext(stop) if stop is not None else StopRequest() as stop:
         while not state.finished(t):
             batches = pipeline.train_batches(state.epoch, start_batch=state.batch_in_epoch)
@@ -112,7 +113,14 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
                 steps += 1
                 progress.step(state.batch_in_epoch - 1, loss)
                 r.deadline.record_step(time.perf_counter() - step_began)
-                stop_reason, checkpoint_due = agree_on_events(r, stop, state.global_step)
+                stop_reason, checkpoint_due, nonfinite = agree_on_events(r, stop, state.global_step,
+                                                                         math.isfinite(loss))
+                if nonfinite:
+                    nonfinite_steps += 1
+                    if diverged(r, state, nonfinite_steps):
+                        progress.close()
+                        engine.close()
+                        return EXIT_FAILURE
                 at_limit = bool(t.max_steps and state.global_step >= t.max_steps)
                 if stop_reason or (checkpoint_due and state.batch_in_epoch < len(batches) and not at_limit):
                     save_checkpoint(r, state)  # (at an epoch's end or the step limit, end_epoch's follows)
@@ -186,19 +194,41 @@ def start_run_dir(r: Run, state: TrainState, *, resumed: bool, engine: str, step
                  t.epochs, state.global_step, t.max_steps, state.epochs_without_improvement, t.patience)
 
 
-def agree_on_events(r: Run, stop: StopRequest, global_step: int) -> tuple[str | None, bool]:
+def agree_on_events(r: Run, stop: StopRequest, global_step: int, finite: bool = True) -> tuple[str | None, bool, bool]:
     """Every rank's view of this step's events, agreed in one tiny allreduce (MAX):
-    (stop reason: a signal's name, "walltime" or None; whether a periodic checkpoint is due)."""
+    (stop reason: a signal's name, "walltime" or None; whether a periodic checkpoint is due;
+    whether any rank's loss or the averaged gradient norm was not finite)."""
     from mpi4py import MPI
 
     every = r.cfg.checkpoint.every_minutes
     signum = int(getattr(signal, stop.reason)) if stop.reason else 0  # which signal, on any rank
-    flags = np.array([signum, r.deadline.expired(), bool(every) and time.time() - r.last_checkpoint >= every * 60],
-                     dtype=np.int32)
+    flags = np.array([signum, r.deadline.expired(), bool(every) and time.time() - r.last_checkpoint >= every * 60,
+                      not finite], dtype=np.int32)
     r.world.comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MAX)
     reason = signal.Signals(int(flags[0])).name if flags[0] else "walltime" if flags[1] else None
     every_steps = r.cfg.checkpoint.every_steps
-    return reason, bool(flags[2]) or bool(every_steps and global_step % every_steps == 0)
+    return reason, bool(flags[2]) or bool(every_steps and global_step % every_steps == 0), bool(flags[3])
+
+
+def diverged(r: Run, state: TrainState, count: int) -> bool:
+    """A step with a non-finite loss or gradient norm (agreed by every rank; its update was not
+    applied when the gradients were at fault). Up to `train.skip_nonfinite` are skipped with a
+    warning; then the run stops (True) with one message naming the step and the last good
+    checkpoint, and nothing more is written: every checkpoint and best.pt stay finite."""
+    t = r.cfg.train
+    where = f"epoch {state.epoch + 1} step {state.batch_in_epoch} (global step {state.global_step})"
+    if count <= t.skip_nonfinite:
+        if r.world.rank == 0:
+            log.warning("non-finite loss or gradient norm at %s: step skipped (%d of train.skip_nonfinite = %d)",
+                        where, count, t.skip_nonfinite)
+        return False
+    if r.world.rank == 0:
+        latest = r.manager.latest()
+        log.error("training diverged: non-finite loss or gradient norm at %s; stopping (exit %d) without saving. "
+                  "The last good checkpoint is %s. Lower train.lr or raise train.grad_clip and resume with --resume "
+                  "auto, or set train.skip_nonfinite to skip such steps", where, EXIT_FAILURE,
+                  latest if latest is not None else "none (no checkpoint yet)")
+    return True
 
 
 def end_epoch(r: Run, state: TrainState, *, finished: bool, steps: int, epoch_time: float) -> None:

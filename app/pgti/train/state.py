@@ -49,13 +49,15 @@ class TrainState:
         return bool(t.patience and self.epochs_without_improvement >= t.patience)
 
     def record_step(self, loss: float) -> None:
+        """A step done (a non-finite loss, a step not taken, advances the counters, not the sums)."""
         self.global_step += 1
         self.batch_in_epoch += 1
-        self.loss_sum, self.loss_count = self.loss_sum + loss, self.loss_count + 1
+        if math.isfinite(loss):
+            self.loss_sum, self.loss_count = self.loss_sum + loss, self.loss_count + 1
 
     def record_validation(self, mae: float) -> bool:
         """A finished epoch's validation MAE: updates best and patience; True if it improved."""
-        improved = mae < self.best_val_mae
+        improved = math.isfinite(mae) and mae < self.best_val_mae  # a diverged model is never best
         if improved:
             self.best_val_mae, self.epochs_without_improvement = mae, 0
         else:

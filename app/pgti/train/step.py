@@ -4,6 +4,7 @@
     out = model(x, y_scaled, global_step)        bfloat16 autocast on a GPU when train.bf16
     loss = loss(inverse_scaler(out), y)          in data units, missing readings masked
     backward; engine: allreduce, clip the averaged gradients, optimizer step; scheduler step
+    (a non-finite averaged gradient norm: no optimizer step, and the loss reads NaN)
 
 plus what builds its parts from a config: the optimizer and the learning-rate factor.
 """
@@ -41,7 +42,8 @@ class StepParts:
 
 def train_step(parts: StepParts, x: torch.Tensor, y: torch.Tensor, global_step: int) -> torch.Tensor:
     """Train on one batch (x [B, Tin, N, Cx] model units, y [B, Tout, N, Cy] data units);
-    returns the loss (a 0-d tensor, not synchronized)."""
+    returns the loss (a 0-d tensor, not synchronized). When the averaged gradients' norm is not
+    finite (the same on every rank), the parameters are left as they were and the loss is NaN."""
     y_scaled = parts.scaler.transform(y, channels=parts.targets)  # teacher forcing sees model units
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=parts.autocast):
         out = parts.model(x, y_scaled, global_step=global_step)
@@ -50,10 +52,10 @@ def train_step(parts: StepParts, x: torch.Tensor, y: torch.Tensor, global_step: 
     parts.optimizer.zero_grad()  # (set_to_none is the default; Horovod 0.28 takes no argument)
     loss.backward()
     # (a DDP wrapper's parameters are its module's, in the same order)
-    parts.engine.clip_and_step(parts.optimizer, parts.model.parameters(), parts.grad_clip)
+    stepped = parts.engine.clip_and_step(parts.optimizer, parts.model.parameters(), parts.grad_clip)
     if parts.scheduler is not None:
         parts.scheduler.step()
-    return loss
+    return loss if stepped else torch.full_like(loss.detach(), float("nan"))
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
