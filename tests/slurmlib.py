@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from testlib import REPO
+from testlib import REPO, wait_until
 
 INSTALL = REPO / "tests" / "hpc" / "install.sh"
 
@@ -206,6 +206,24 @@ PartitionName=debug Nodes={",".join(name for name, _ in self.nodes)} Default=YES
                 return info
             time.sleep(0.5)
         raise TimeoutError(f"job {job_id} still {self.job(job_id).get('JobState')} after {timeout:.0f} s")
+
+    def describe(self, job_id: str, out: Path, run_dir: Path) -> str:
+        """A training job's state, its output's tail and its run's train.log tail (for failures)."""
+        text = out.read_text() if out.exists() else "(no job output)"
+        log = (run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else "(no train.log)"
+        return f"job {job_id}: {self.job(job_id)}\n--- job output\n{text[-3000:]}\n--- train.log\n{log[-2000:]}"
+
+    def usr1_after_first_checkpoint(self, job_id: str, out: Path, run_dir: Path) -> None:
+        """Once the job's run has a checkpoint, signal its batch shell as Slurm does before the
+        time limit (`--signal=B:USR1@...`); fails if the job ends first."""
+        def still_running():
+            assert self.job(job_id).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), \
+                self.describe(job_id, out, run_dir)
+
+        wait_until((run_dir / "checkpoints" / "latest").exists,
+                   lambda: "a checkpoint\n" + self.describe(job_id, out, run_dir), timeout=120, poll=0.2,
+                   check=still_running)
+        self.run(["scancel", "--signal=USR1", "--batch", job_id])
 
     def srun_pmix_works(self) -> bool:
         """Whether `srun --mpi=pmix` can start tasks here (needs libpmix.so for Slurm's plugin)."""

@@ -47,8 +47,7 @@ def run_mpi_nodes(hosts, np_: int, per_node: int | None, args: list, timeout: fl
         return hosts.mpirun(np_, [sys.executable, *args], timeout=timeout, per_host=per_node, env=env)
     if per_node is not None:
         env["PGTI_RANKS_PER_NODE"] = str(per_node)
-    return subprocess.run(mpirun_command(np_) + [sys.executable, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return run_mpi(np_, args, timeout=timeout, env=env)
 
 
 def pgti_command(*args) -> list[str]:

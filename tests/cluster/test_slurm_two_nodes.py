@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from slurmlib import install_tools
-from testlib import REPO, assert_bitwise_equal, final_params, ranks_agree, wait_until
+from testlib import REPO, assert_bitwise_equal, final_params, ranks_agree
 
 SBATCH = REPO / "jobs" / "slurm" / "train.sbatch"
 SETTINGS = ["train.batch_size=16", "train.epochs=2", "train.max_steps=12",
@@ -46,35 +46,22 @@ def submit(slurm, tmp_path: Path, name: str, data: Path, launcher: str):
     return job_id, run_dir, tmp_path / f"{name}-{job_id}.out"
 
 
-def describe(slurm, job_id, out: Path, run_dir: Path) -> str:
-    text = out.read_text() if out.exists() else "(no job output)"
-    log = (run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else "(no train.log)"
-    return f"job {job_id}: {slurm.job(job_id)}\n--- job output\n{text[-3000:]}\n--- train.log\n{log[-2000:]}"
-
-
 def test_two_node_job_completes_and_a_requeue_resumes_bit_exactly(slurm, cluster_data, tmp_path):
     assert slurm.srun_pmix_works(), "srun --mpi=pmix cannot start tasks on the two-node Slurm:\n" + slurm.logs()
     ref_id, ref_dir, ref_out = submit(slurm, tmp_path, "reference", cluster_data, "mpirun")
     job_id, run_dir, out = submit(slurm, tmp_path, "requeued", cluster_data, "srun")  # queued behind it
 
     info = slurm.wait_job(ref_id, timeout=180)
-    where = describe(slurm, ref_id, ref_out, ref_dir)
+    where = slurm.describe(ref_id, ref_out, ref_dir)
     assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0" and info["Restarts"] == "0", where
     assert info["NodeList"] == "node[1-2]", where
     assert "4 ranks on 2 node(s)" in (ref_dir / "train.log").read_text(), where
     assert ranks_agree(ref_dir, 4), where
 
-    def still_running():
-        assert slurm.job(job_id).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), \
-            describe(slurm, job_id, out, run_dir)
-
-    wait_until((run_dir / "checkpoints" / "latest").exists,
-               lambda: "a checkpoint\n" + describe(slurm, job_id, out, run_dir), timeout=120, poll=0.2,
-               check=still_running)
-    slurm.run(["scancel", "--signal=USR1", "--batch", job_id])
+    slurm.usr1_after_first_checkpoint(job_id, out, run_dir)
     info = slurm.wait_job(job_id, timeout=180)
     text, log = out.read_text(), (run_dir / "train.log").read_text()
-    where = describe(slurm, job_id, out, run_dir)
+    where = slurm.describe(job_id, out, run_dir)
     assert f"requeueing job {job_id}" in text and info["Restarts"] == "1", where
     assert "stopping on SIGUSR1" in log and "resuming from" in log, where
     assert len(re.findall(r"start \d on 2 node\(s\)", text)) == 2, where  # both attempts on both hosts

@@ -11,12 +11,11 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import pytest
 from hpc_helpers import clean_env, fake_installation
 
-from testlib import REPO, assert_bitwise_equal, final_params, wait_for_files, wait_until
+from testlib import REPO, assert_bitwise_equal, final_params, wait_for_files
 
 SBATCH = REPO / "jobs" / "slurm" / "train.sbatch"
 DEMO = REPO / "jobs" / "configs" / "demo.toml"
@@ -35,12 +34,6 @@ def submit(slurm, tmp_path, name, data, launcher, timeout_note=""):
     return job_id, run_dir, tmp_path / f"{name}-{job_id}.out"
 
 
-def describe(slurm, job_id, out: Path, run_dir: Path) -> str:
-    text = out.read_text() if out.exists() else "(no job output)"
-    log = (run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else "(no train.log)"
-    return f"job {job_id}: {slurm.job(job_id)}\n--- job output\n{text[-3000:]}\n--- train.log\n{log[-2000:]}"
-
-
 @pytest.mark.slow
 def test_sbatch_requeues_on_signal_and_resumes_bit_exactly(slurm, demo_data, tmp_path):
     launcher = "srun"
@@ -51,25 +44,18 @@ def test_sbatch_requeues_on_signal_and_resumes_bit_exactly(slurm, demo_data, tmp
     # The reference: uninterrupted, through mpirun inside the allocation.
     ref_id, ref_dir, ref_out = submit(slurm, tmp_path, "reference", demo_data, "mpirun")
     info = slurm.wait_job(ref_id, timeout=150)
-    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", describe(slurm, ref_id, ref_out, ref_dir)
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", slurm.describe(ref_id, ref_out, ref_dir)
     assert info["Restarts"] == "0"
     assert "training finished (exit 0)" in ref_out.read_text()
 
     # The same run, signalled after its first checkpoint.
     job_id, run_dir, out = submit(slurm, tmp_path, "requeued", demo_data, launcher)
 
-    def still_running():
-        assert slurm.job(job_id).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), \
-            describe(slurm, job_id, out, run_dir)
-
-    wait_until((run_dir / "checkpoints" / "latest").exists,
-               lambda: "a checkpoint\n" + describe(slurm, job_id, out, run_dir), timeout=120, poll=0.2,
-               check=still_running)
-    slurm.run(["scancel", "--signal=USR1", "--batch", job_id])
+    slurm.usr1_after_first_checkpoint(job_id, out, run_dir)
     info = slurm.wait_job(job_id, timeout=180)
     text = out.read_text()
     log = (run_dir / "train.log").read_text()
-    where = describe(slurm, job_id, out, run_dir)
+    where = slurm.describe(job_id, out, run_dir)
 
     assert "got SIGUSR1: asking the job step to checkpoint and stop" in text, where
     assert "stopping on SIGUSR1" in log and "checkpointed; resubmit with --resume auto" in log, where

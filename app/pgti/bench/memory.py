@@ -78,7 +78,7 @@ def _worker(method: str, data: str, batch_size: int, real_nodes: bool = False) -
     from pgti.distributed.load import load_signals, node_time_span, open_dataset_once
     from pgti.distributed.world import abort_on_error, init_world
 
-    own = _OwnPeak()
+    own = _OwnPeak() if real_nodes else None  # across hosts only: one host is sampled from outside
     simulated = method == "node-shared-partitioned" and not real_nodes
     world = init_world(ranks_per_node=1 if simulated else None)
     with abort_on_error(world):
@@ -116,7 +116,7 @@ def _worker(method: str, data: str, batch_size: int, real_nodes: bool = False) -
         time.sleep(0.3)  # hold the steady state for the sampler
         hwm = _vm_hwm(os.getpid())
         rows = world.comm.gather({"rank": world.rank, "host": socket.gethostname(), "peak_rss_bytes": hwm,
-                                  "peak_pss_bytes": own.stop(), "checksum": checksum}, root=0)
+                                  "peak_pss_bytes": own.stop() if own else None, "checksum": checksum}, root=0)
         if world.rank == 0:
             print("PGTI_MEMORY " + json.dumps(rows), flush=True)
         world.comm.Barrier()
@@ -195,13 +195,13 @@ def run_configuration(method: str, ranks: int, data: str, batch_size: int, hosts
         raise RuntimeError(f"{method} x{ranks} failed (status {proc.returncode}):\n{err[-2000:]}")
     rows = json.loads(next(line for line in out.splitlines() if line.startswith("PGTI_MEMORY "))[12:])
     per_host: dict[str, int] = {}
-    for r in rows:
-        per_host[r["host"]] = per_host.get(r["host"], 0) + r["peak_pss_bytes"]
     if hosts > 1:
+        for r in rows:
+            per_host[r["host"]] = per_host.get(r["host"], 0) + r["peak_pss_bytes"]
         if len(per_host) != hosts:
             raise UserError(f"{method} x{ranks}: --hosts {hosts}, but the ranks ran on {len(per_host)} host(s) "
-                               f"({', '.join(sorted(per_host))}): give mpirun the hosts (an allocation, or --hostfile "
-                               f"in $PGTI_MPIRUN_ARGS)")
+                            f"({', '.join(sorted(per_host))}): give mpirun the hosts (an allocation, or --hostfile "
+                            f"in $PGTI_MPIRUN_ARGS)")
         node, everything = max(per_host.values()), sum(per_host.values())
     elif method == "node-shared-partitioned":
         # Each rank is its own (simulated) node here: a node's memory is one rank's PSS.
@@ -209,7 +209,7 @@ def run_configuration(method: str, ranks: int, data: str, batch_size: int, hosts
     else:
         node, everything = peak["pss"], peak["pss"]
     return {"method": method, "ranks": ranks, "hosts": hosts, "node_pss_bytes": node, "all_ranks_pss_bytes": everything,
-            "pss_per_host_bytes": per_host if hosts > 1 else None,
+            "pss_per_host_bytes": per_host or None,
             "peak_rss_per_rank_bytes": [r["peak_rss_bytes"] for r in rows], "measured": True}
 
 

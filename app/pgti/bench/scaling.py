@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -31,8 +32,6 @@ def mpirun(ranks: int, hosts: int = 1) -> list[str]:
     hosts > 1: W / hosts ranks on each host (`--map-by ppr:K:node`), over the hosts the launch
     environment gives mpirun: a batch allocation (Slurm, PBS), or a `--hostfile` among the
     arguments of $PGTI_MPIRUN_ARGS, which are appended either way (`--bind-to none`, `--mca ...`)."""
-    import shlex
-
     from pgti.errors import UserError
 
     exe = shutil.which("mpirun") or shutil.which("mpiexec")
