@@ -167,6 +167,21 @@ def signal_after_log(proc: subprocess.Popen, path: Path, pattern: str, send, tim
     return out
 
 
+def start_lock_holder(run_dir: Path, **env) -> subprocess.Popen:
+    """A real process that takes `run_dir`'s lock the way `pgti train`'s rank 0 does
+    (`pgti.train.lock.hold`) and keeps it until killed; returns once it holds it. `env`: extra
+    variables (SLURM_JOB_ID, PGTI_RUN_LOCK, PGTI_LOCK_HEARTBEAT)."""
+    code = ("import sys, time\nfrom pgti.train.lock import hold\nhold(sys.argv[1])\nprint('held', flush=True)\n"
+            "time.sleep(3600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **{k: str(v) for k, v in env.items()}})
+    line = proc.stdout.readline()
+    if line.strip() != "held":
+        proc.kill()
+        raise AssertionError(f"the lock holder did not take the lock: {line}{proc.stderr.read()[-2000:]}")
+    return proc
+
+
 # --------------------------------------------------------------------------- what a run left
 
 

@@ -1,4 +1,4 @@
-"""The `pgti` command: data, train, evaluate, predict, bench, info.
+"""The `pgti` command: data, train, evaluate, predict, status, bench, info.
 
 Sub-commands live next to the code they drive; each module exposes
 `add_arguments(parser)` and `run(args) -> int`. They are imported lazily so that
@@ -23,6 +23,7 @@ COMMANDS = [
     (None, "train", "pgti.train.cli", "train a model (single process or under mpirun/srun)"),
     (None, "evaluate", "pgti.train.evaluate_cli", "evaluate a run's checkpoint on val or test"),
     (None, "predict", "pgti.train.predict_cli", "stream a run's predictions to HDF5"),
+    (None, "status", "pgti.train.status_cli", "where a run stands: state, progress, checkpoints (no MPI/torch)"),
     ("bench", "loader", "pgti.bench.loader", "index vs per-sample vs materialized batch loading"),
     ("bench", "model", "pgti.bench.model", "our models vs PGT-I style message passing"),
     ("bench", "memory", "pgti.bench.memory", "node memory per data placement and rank count"),

@@ -133,6 +133,7 @@ class LogConfig:
     progress: str = _opt("auto", "auto: a bar on a terminal (under Open MPI: mpirun's output), log lines otherwise",
                          choices=["auto", "bar", "lines", "none"], resume_safe=True)
     plots: bool = _opt(True, "refresh loss / val MAE PNG curves each epoch", resume_safe=True)
+    tensorboard: bool = _opt(True, "TensorBoard event files in <run dir>/tensorboard (rank 0)", resume_safe=True)
     verbose: bool = _opt(False, "log from every rank, not only rank 0", resume_safe=True)
 
 

@@ -2,10 +2,13 @@
 evaluate/predict agreement, plots and metrics in the run directory."""
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -47,6 +50,58 @@ def test_run_directory_contents(reference_run):
     log = (run_dir / "train.log").read_text()
     assert "[rank 0/1 node 0]" in log and "epoch 2" in log
     assert rows[1]["train_loss"] < rows[0]["train_loss"]  # it learns
+    status = pgti_status(run_dir)
+    assert status["state"] == "finished" and status["exit_status"] == 0 and "holder" not in status
+    assert status["global_step"] == status["total_steps"] == rows[-1]["global_step"]
+    best = min(rows, key=lambda r: r["val"]["overall"]["mae"])
+    assert status["best_epoch"] == best["epoch"] + 1 and status["val_mae"] == rows[-1]["val"]["overall"]["mae"]
+    assert status["checkpoint"] == f"step-{rows[-1]['global_step']:09d}.pt" and status["best_checkpoint"]
+    assert not (run_dir / ".lock").exists()  # released at the end
+
+
+def test_tensorboard_holds_the_run_curves(reference_run):
+    """Read back with tensorboard's own EventAccumulator: one loss per step, the epoch rows'
+    validation metrics at their global steps, memory, and the config."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = reference_run
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    for tag in ("train/loss", "train/lr", "train/samples_per_s", "epoch/time_s", "memory/peak_rss_bytes_max_rank",
+                "val/mae", "val/rmse", "val/mape", "val_mae/step_03", "val_mape/step_12"):
+        assert tag in tags, tags
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, rows[-1]["global_step"] + 1))
+    assert [(e.step, e.value) for e in events.Scalars("val/mae")] == [
+        (r["global_step"], pytest.approx(r["val"]["overall"]["mae"], rel=1e-6)) for r in rows]
+    assert [e.value for e in events.Scalars("val_rmse/step_12")] == [
+        pytest.approx(r["val"]["horizon"][11]["rmse"], rel=1e-6) for r in rows]
+    assert events.Scalars("memory/peak_rss_bytes_max_rank")[-1].value == pytest.approx(
+        rows[-1]["peak_rss_bytes_max_rank"], rel=1e-6)
+    assert "config/text_summary" in events.Tags()["tensors"]
+
+
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def pgti_status(run_dir: Path) -> dict:
+    """`pgti status RUN --json`, checked to import neither torch nor MPI."""
+    code = ("import json, sys\nfrom pgti.cli import main\nstatus = main(['status', sys.argv[1], '--json'])\n"
+            "assert status == 0 and not {'torch', 'mpi4py', 'horovod'} & set(sys.modules), sorted(sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def tree_digest(run_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
 
 def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(reference_run, tiny_data, tmp_path):
@@ -59,24 +114,55 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(reference_run, tiny_
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL  # really killed mid-run, not finished
+    status = pgti_status(run_dir)
+    assert status["state"] == "killed" and f"(PID {proc.pid}, " in status["reason"], status
+    assert status["global_step"] >= 8 and status["checkpoint"] is not None
     resumed = run_train(tiny_data, run_dir, "checkpoint.every_steps=4", "--resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout + resumed.stderr
+    assert "took over the lock left by host" in resumed.stdout + resumed.stderr
     assert_bitwise_equal(final_params(ref_dir), final_params(run_dir))
     assert metrics_rows(run_dir) == metrics_rows(ref_dir)
+    # the curves continue where the checkpoint was: every step once, the same values
+    for tag in ("train/loss", "train/lr", "val/mae"):
+        assert scalars(run_dir, tag) == scalars(ref_dir, tag), tag
 
 
-def test_sigterm_checkpoints_and_exits_with_resubmit_status(tiny_data, tmp_path):
+def test_a_second_job_is_refused_then_sigterm_checkpoints_for_a_resubmit(tiny_data, tmp_path):
+    """The race of two jobs on one run directory: the second `pgti train --resume auto` exits
+    2 at once naming the first, whose files stay as they were (the first is paused meanwhile
+    so that its own writes cannot hide a change). Then the first is stopped by SIGTERM:
+    checkpoint, exit 75, and `pgti status` says so."""
     run_dir = tmp_path / "term"
     proc = subprocess.Popen(train_cmd(tiny_data, run_dir, "checkpoint.every_steps=3", "train.epochs=20"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for_files(run_dir / "checkpoints" / "step-*.pt", proc)
+    try:
+        wait_for_files(run_dir / "checkpoints" / "step-*.pt", proc)
+        proc.send_signal(signal.SIGSTOP)
+        before = tree_digest(run_dir)
+        began = time.monotonic()
+        second = run_train(tiny_data, run_dir, "checkpoint.every_steps=3", "train.epochs=20", "--resume=auto")
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert time.monotonic() - began < 30
+        error = [line for line in second.stderr.splitlines() if line.strip()]
+        assert len(error) == 1 and "in use by another pgti train on host " in error[0], second.stderr
+        assert f"(PID {proc.pid}, since " in error[0]
+        assert tree_digest(run_dir) == before
+        status = pgti_status(run_dir)
+        assert status["state"] == "running" and status["holder"]["pid"] == proc.pid, status
+        assert status["global_step"] >= 3 and status["checkpoint"] is not None
+        assert tree_digest(run_dir) == before  # status only reads
+    finally:
+        proc.send_signal(signal.SIGCONT)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_RESUBMIT, err[-2000:]
     assert "stopping on SIGTERM" in out + err
     latest = (run_dir / "checkpoints" / "latest").read_text().strip()
     assert (run_dir / "checkpoints" / latest).is_file()
+    status = pgti_status(run_dir)
+    assert (status["state"], status["exit_status"], status["reason"]) == ("stopped", EXIT_RESUBMIT, "SIGTERM")
+    assert status["checkpoint"] == latest and "resubmit" in status["next"]
 
 
 def test_time_limit_checkpoints_before_the_limit(tiny_data, tmp_path):

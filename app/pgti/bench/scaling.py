@@ -73,7 +73,7 @@ def launch(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
 def train_command(ranks: int, data, per_rank_batch: int, steps: int, run_dir, model: str = "dcrnn-pgt",
                   engine: str = "horovod", hosts: int = 1) -> list[str]:
     sets = [f"data.path={data}", f"model.name={model}", f"train.batch_size={per_rank_batch}",
-            f"train.max_steps={steps}", "train.epochs=1", "log.progress=lines", "log.plots=false",
+            f"train.max_steps={steps}", "train.epochs=1", "log.progress=lines", "log.plots=false", "log.tensorboard=false",
             f"dist.engine={engine}", "checkpoint.every_minutes=0", "train.device=cpu"]
     return mpirun(ranks, hosts) + [sys.executable, "-m", "pgti.cli", "train", *[a for s in sets for a in ("--set", s)],
                             "--run-dir", str(run_dir)]

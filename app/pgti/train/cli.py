@@ -3,8 +3,9 @@
     pgti train --config FILE [--set section.key=value ...] [--run-dir DIR] [--resume auto|PATH]
     pgti train --config FILE --dry-run      # validate and print the plan; no training
 
-Exit statuses: 0 done, 2 bad input (one line says what), 75 checkpointed after a signal or
-at the walltime ("resubmit me": run the same command again; `--resume auto` continues).
+Exit statuses: 0 done, 1 diverged or failed, 2 bad input or the run directory in use by
+another job (one line says what), 75 checkpointed after a signal or at the walltime
+("resubmit me": run the same command again; `--resume auto` continues).
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def add_arguments(p) -> None:
     p.add_argument("--resume-ignore-config", action="store_true",
                    help="resume even if the checkpoint was made with a different configuration")
     p.add_argument("--dry-run", action="store_true", help="validate the config and print the plan, then exit")
+    p.add_argument("--lock-wait", type=float, default=300.0, metavar="SECONDS",
+                   help="when an earlier start of this same batch job (a requeue) still holds the run directory, "
+                        "wait this long for it to exit (default 300); another job's run is refused at once")
 
 
 def default_run_dir(args) -> Path:
@@ -52,18 +56,23 @@ def run(args) -> int:
                 print(describe_plan(cfg, world.size, world.num_nodes))
             return 0
         from pgti.distributed.shared_fs import check_visible_on_every_node
+        from pgti.train.lock import hold, release_held
         from pgti.train.loop import train
         from pgti.train.rundir import RunDir
 
+        taken_over = run_on_root(world, hold, run_dir, args.lock_wait)  # one job per run directory, before any write
         run_on_root(world, RunDir(run_dir).prepare)
         check_visible_on_every_node(world, run_dir)  # a requeue on other nodes must find the checkpoints
         run_on_root(world, RunDir(run_dir).check_start, args.resume)  # before anything is written there
         setup_logging(world, log_file=run_dir / "train.log", verbose=cfg.log.verbose)
         threads = configure_threads(world)
+        if taken_over and world.rank == 0:
+            logging.getLogger("pgti.train").warning("%s", taken_over)
         logging.getLogger("pgti.train").info("pgti %s: %d rank(s), %d torch thread(s) per rank", __version__,
                                              world.size, threads)
         status = train(cfg, RunDir(run_dir), world, resume=args.resume, ignore_config=args.resume_ignore_config,
                        stop=stop)
         logging.getLogger("pgti.train").info("exit status %d", status)
         keep_exit_status()  # every rank's status is agreed: a launcher's SIGTERM must not change it
+        release_held()
         return status

@@ -26,13 +26,14 @@ import numpy as np
 import torch
 
 from pgti import __version__
-from pgti.config import Config, config_hash, parse_duration, to_dict
+from pgti.config import Config, config_hash, parse_duration, to_dict, to_toml
 from pgti.distributed.engine import make_engine
 from pgti.distributed.world import run_on_root
 from pgti.errors import EXIT_FAILURE, EXIT_OK, EXIT_RESUBMIT, UserError
 from pgti.train.checkpoint import RESUME_KEYS, CheckpointManager, check_config_hash, find_resumable, load_checkpoint
 from pgti.train.evaluate import evaluate_split
 from pgti.train.metrics import format_table, training_loss
+from pgti.train.monitor import Monitor
 from pgti.train.pipeline import Pipeline, build_pipeline
 from pgti.train.plots import plot_curves
 from pgti.train.progress import Progress
@@ -60,6 +61,7 @@ class Run:
     deadline: Deadline
     config_hash: str
     last_checkpoint: float
+    monitor: Monitor | None = None
 
 
 def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore_config: bool = False,
@@ -98,7 +100,21 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
             last_checkpoint=time.time())
     if world.rank == 0:
         start_run_dir(r, state, resumed=ckpt is not None, engine=engine.name, steps_per_epoch=steps_per_epoch)
+    r.monitor = Monitor(run_dir.path, cfg, world, steps_per_epoch=steps_per_epoch, state=state,
+                        resumed=ckpt is not None, config_text=to_toml(cfg))
+    try:
+        status = train_epochs(r, state, stop)
+    except BaseException as exc:  # (the engine is left as it is: the error path aborts the job)
+        r.monitor.finish("failed", None, f"{type(exc).__name__}: {exc}"[:300], state)
+        raise
+    engine.close()
+    return status
 
+
+def train_epochs(r: Run, state: TrainState, stop: StopRequest | None) -> int:
+    """The epochs left to train, and how they ended (EXIT_OK, EXIT_RESUBMIT, EXIT_FAILURE)."""
+    cfg, t, world, pipeline, parts = r.cfg, r.cfg.train, r.world, r.pipeline, r.parts
+    train_model = parts.model
     nonfinite_steps = 0
     with contextlib.nullcontext(stop) if stop is not None else StopRequest() as stop:
         while not state.finished(t):
@@ -112,14 +128,16 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
                 state.record_step(loss)
                 steps += 1
                 progress.step(state.batch_in_epoch - 1, loss)
-                r.deadline.record_step(time.perf_counter() - step_began)
+                seconds = time.perf_counter() - step_began
+                r.deadline.record_step(seconds)
+                r.monitor.step(state, loss, parts.scheduler.get_last_lr()[0], seconds)
                 stop_reason, checkpoint_due, nonfinite = agree_on_events(r, stop, state.global_step,
                                                                          math.isfinite(loss))
                 if nonfinite:
                     nonfinite_steps += 1
                     if diverged(r, state, nonfinite_steps):
                         progress.close()
-                        engine.close()
+                        r.monitor.finish("diverged", EXIT_FAILURE, "non-finite loss or gradient norm", state)
                         return EXIT_FAILURE
                 at_limit = bool(t.max_steps and state.global_step >= t.max_steps)
                 if stop_reason or (checkpoint_due and state.batch_in_epoch < len(batches) and not at_limit):
@@ -129,7 +147,7 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
                     if world.rank == 0:
                         log.warning("stopping on %s at global step %d: checkpointed; resubmit with --resume auto "
                                     "(exit status %d)", stop_reason, state.global_step, EXIT_RESUBMIT)
-                    engine.close()
+                    r.monitor.finish("stopped", EXIT_RESUBMIT, stop_reason, state)
                     return EXIT_RESUBMIT
                 if at_limit:
                     break
@@ -137,13 +155,15 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
             end_epoch(r, state, finished=state.batch_in_epoch >= len(batches), steps=steps,
                       epoch_time=time.perf_counter() - epoch_began)
 
-    check_ranks_agree(world, model)
+    check_ranks_agree(world, r.model)
     if world.rank == 0:
-        rows = run_dir.read_metrics()
+        rows = r.run_dir.read_metrics()
         final = rows[-1].get("val") if rows else None
         if final:
             log.info("final val metrics:\n%s", format_table(final, pipeline.info.interval_seconds))
-    engine.close()
+    early, limit = state.early_stopped(t), bool(t.max_steps and state.global_step >= t.max_steps)
+    r.monitor.finish("early-stopped" if early else "finished", EXIT_OK, "train.max_steps reached"
+                     if limit and not early and state.epoch < t.epochs else "", state)
     return EXIT_OK
 
 
@@ -266,6 +286,7 @@ def end_epoch(r: Run, state: TrainState, *, finished: bool, steps: int, epoch_ti
     # higher max_steps ends the epoch with the loss of all its steps
     if world.rank == 0:
         r.run_dir.append_metrics(row)
+        r.monitor.epoch(state, row)
         if r.cfg.log.plots:
             plot_curves(r.run_dir.read_metrics(), r.run_dir.plots)
         val = row.get("val")
@@ -297,6 +318,8 @@ def save_checkpoint(r: Run, state: TrainState) -> None:
     if r.world.rank == 0:
         path = r.manager.save(checkpoint, state.global_step)
         log.info("checkpoint %s", path.name)
+        if r.monitor is not None:
+            r.monitor.checkpointed(state)
     r.world.comm.Barrier()  # nobody exits before the file is in place
     r.deadline.record_checkpoint(time.perf_counter() - began)
     r.last_checkpoint = time.time()
