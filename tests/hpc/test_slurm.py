@@ -15,7 +15,7 @@ import warnings
 import pytest
 from hpc_helpers import clean_env, fake_installation
 
-from testlib import REPO, assert_bitwise_equal, final_params, wait_for_files
+from testlib import REPO, assert_bitwise_equal, final_params, start_lock_holder, wait_for_files, wait_until
 
 SBATCH = REPO / "jobs" / "slurm" / "train.sbatch"
 DEMO = REPO / "jobs" / "configs" / "demo.toml"
@@ -24,9 +24,9 @@ SETTINGS = ["train.max_steps=24", "train.batch_size=8", "model.params.hidden_siz
             "log.every_steps=3", "log.plots=false", "log.progress=lines"]
 
 
-def submit(slurm, tmp_path, name, data, launcher, timeout_note=""):
+def submit(slurm, tmp_path, name, data, launcher, hold=False):
     run_dir = tmp_path / name
-    args = ["--job-name", name, "--ntasks-per-node=2", str(SBATCH), str(DEMO), str(run_dir)]
+    args = ["--hold"] * hold + ["--job-name", name, "--ntasks-per-node=2", str(SBATCH), str(DEMO), str(run_dir)]
     for item in [f"data.path={data}", *SETTINGS]:
         args += ["--set", item]
     env = slurm.env(PGTI_LAUNCHER=launcher, PGTI_HOME=REPO, OMP_NUM_THREADS=1, PYTHONUNBUFFERED=1)
@@ -48,8 +48,21 @@ def test_sbatch_requeues_on_signal_and_resumes_bit_exactly(slurm, demo_data, tmp
     assert info["Restarts"] == "0"
     assert "training finished (exit 0)" in ref_out.read_text()
 
-    # The same run, signalled after its first checkpoint.
-    job_id, run_dir, out = submit(slurm, tmp_path, "requeued", demo_data, launcher)
+    # The same run, signalled after its first checkpoint. It starts while a process of an
+    # earlier start of the same job (same job id: what a requeue leaves when the old step is
+    # still checkpointing, or ran on a node Slurm lost) still holds the run directory: the
+    # start waits for it, and goes on once it is gone (killed here: its lock is taken over).
+    job_id, run_dir, out = submit(slurm, tmp_path, "requeued", demo_data, launcher, hold=True)
+    leftover = start_lock_holder(run_dir, SLURM_JOB_ID=job_id)
+    try:
+        slurm.run(["scontrol", "release", job_id])
+        wait_until(lambda: out.exists() and "an earlier start of this job" in out.read_text(),
+                   lambda: "the wait for the earlier start\n" + slurm.describe(job_id, out, run_dir), timeout=120)
+        time.sleep(1)
+        assert not (run_dir / "config.toml").exists()  # nothing written while waiting
+    finally:
+        leftover.kill()
+        leftover.wait()
 
     slurm.usr1_after_first_checkpoint(job_id, out, run_dir)
     info = slurm.wait_job(job_id, timeout=180)
@@ -63,6 +76,7 @@ def test_sbatch_requeues_on_signal_and_resumes_bit_exactly(slurm, demo_data, tmp
     assert info["Restarts"] == "1", where  # requeued once, same job id
     assert text.count("--resume auto") >= 2 and "start 2 on 1 node(s)" in text, where
     assert "resuming from" in log, where
+    assert "took over the lock left by host" in log and f"(PID {leftover.pid}, job {job_id}" in log, where
     assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", where
     assert "training finished (exit 0)" in text, where
     assert "parameters identical on all 2 ranks" in log, where
