@@ -8,7 +8,7 @@ import h5py
 import pytest
 import torch
 
-from testlib import mpirun_command, train_command, write_random_dataset
+from testlib import mpirun_command, run_pgti, train_command, write_random_dataset
 
 
 @pytest.fixture
@@ -35,6 +35,9 @@ def test_a_nonfinite_step_stops_every_rank_with_one_message(exploding, tmp_path)
     assert text.count("training diverged: non-finite loss or gradient norm at epoch 1 step 1 (global step 1)") == 1
     assert "The last good checkpoint is none (no checkpoint yet)" in text and "Traceback" not in text, text[-3000:]
     assert not list((tmp_path / "run" / "checkpoints").glob("*.pt"))  # nothing written after the bad step
+    status = run_pgti("status", tmp_path / "run", "--json")
+    assert status.returncode == 0, status.stderr
+    assert '"state": "diverged"' in status.stdout and '"exit_status": 1' in status.stdout, status.stdout
 
 
 @pytest.mark.mpi

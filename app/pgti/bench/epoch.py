@@ -48,6 +48,7 @@ from pathlib import Path
 from pgti.bench.format import dur, pyplot, save_figure
 from pgti.bench.machine import sync
 from pgti.errors import UserError
+from pgti.outputs import add_force_argument, check_output, write_text_output
 
 MODELS = ("dcrnn-pgt", "dcrnn")
 LABELS = {"pgti": "pgti: IndexBatcher + batched sparse diffusion, trained by pgti train's train_step",
@@ -67,6 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch intra-op threads (default: the cores not kept busy by other work, >= 1)")
     p.add_argument("--seed", type=int, default=0, help="weights and shuffle seed")
     p.add_argument("--json", help="also write the result as JSON")
+    add_force_argument(p)
 
 
 def run(args) -> int:
@@ -74,12 +76,13 @@ def run(args) -> int:
         raise UserError(f"{args.data}: no such file; make one with `pgti data synth --preset metr-la --out FILE`")
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
         raise UserError("--steps and --batch-size must be >= 1, --warmup >= 0")
+    if args.json:
+        check_output(args.json, option="--json", force=args.force, reads=[args.data])
     result = measure(args.data, args.model, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
                      device=args.device, threads=args.threads, seed=args.seed)
     print(format_result(result))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_text_output(args.json, json.dumps(result, indent=2) + "\n", option="--json")
     return 0
 
 

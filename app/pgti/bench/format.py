@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgti.outputs import save_figure_output
+
 
 def gib(n) -> str:
     """Bytes as MiB below 1 GiB, else GiB; "-" for None."""
@@ -67,6 +69,7 @@ def save_figure(fig, path, title: str | None = None) -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    pyplot().close(fig)
-    return Path(path)
+    try:
+        return save_figure_output(fig, path)
+    finally:
+        pyplot().close(fig)

@@ -52,6 +52,7 @@ from pathlib import Path
 from pgti.bench import machine
 from pgti.bench.loader_report import format_table
 from pgti.errors import UserError
+from pgti.outputs import add_force_argument, check_output, write_text_output
 
 METHODS = ("materialized", "pgt_i", "per_sample", "pgti", "pgti_fp16", "memcpy")
 
@@ -62,6 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where batches are delivered")
     p.add_argument("--batches", type=int, default=500, help="batches timed after the first (default 500)")
     p.add_argument("--json", help="also write the results to this JSON file")
+    add_force_argument(p)
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     p.add_argument("--input-steps", type=int, default=12, help="Tin (default 12)")
     p.add_argument("--output-steps", type=int, default=12, help="Tout (default 12)")
@@ -90,6 +92,8 @@ def run(args) -> int:
         raise UserError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     if not Path(args.data).exists():
         raise UserError(f"{args.data}: no such file; make one with `pgti data synth --preset pems-bay --out FILE`")
+    if args.json:
+        check_output(args.json, option="--json", force=args.force, reads=[args.data])
     if args.device == "cuda":
         import torch
 
@@ -111,7 +115,7 @@ def run(args) -> int:
           "(other work on the machine slows every method)")
     if args.json:
         report = {"config": _config(args), "machine": host, "results": results}
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_text_output(args.json, json.dumps(report, indent=2) + "\n", option="--json")
     return 0
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from pgti.bench.format import gib_column
 from pgti.bench.scaling import mpirun
+from pgti.outputs import add_force_argument, check_output, write_text_output
 
 METHODS = ("materialized", "per-rank-copy", "node-shared", "node-shared-partitioned")
 LABELS = {"materialized": "materialized (standard DDP)", "per-rank-copy": "per-rank copy (PGT-I)",
@@ -286,6 +287,7 @@ def add_arguments(p) -> None:
                         "come from the allocation or a --hostfile in $PGTI_MPIRUN_ARGS); reports PSS per host")
     p.add_argument("--json", help="write the results as JSON")
     p.add_argument("--chart", help="write a PNG chart")
+    add_force_argument(p)
 
 
 def run(args) -> int:
@@ -293,6 +295,9 @@ def run(args) -> int:
     from pgti.errors import UserError
 
     info = open_dataset(args.data)
+    for option, path in (("--json", args.json), ("--chart", args.chart)):
+        if path:
+            check_output(path, option=option, force=args.force, reads=[args.data])
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
     if bad:
@@ -314,7 +319,7 @@ def run(args) -> int:
     print(table(results, info.signal_bytes))
     payload = {"dataset": str(args.data), "raw_bytes": info.signal_bytes, "hosts": args.hosts, "results": results}
     if args.json:
-        Path(args.json).write_text(json.dumps(payload, indent=2))
+        write_text_output(args.json, json.dumps(payload, indent=2) + "\n", option="--json")
     if args.chart:
         chart(results, Path(args.chart), f"node memory, {info.name} ({info.num_nodes} sensors x {info.num_steps} steps)")
     return 0

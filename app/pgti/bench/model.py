@@ -18,10 +18,10 @@ import argparse
 import copy
 import json
 import statistics
-from pathlib import Path
 
 from pgti.models.cli_args import add_model_arguments, model_setup
 from pgti.models.registry import model_names
+from pgti.outputs import add_force_argument, check_output, write_text_output
 
 # model name -> (reference class in pgti.bench.reference, what it is)
 REFERENCES = {
@@ -41,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="skip the memory measurement (on CPU it runs in a child process)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    add_force_argument(p)
 
 
 def _time(model, x, y, device, args) -> dict:
@@ -87,6 +88,8 @@ def run(args) -> int:
 
     if args.steps < 1 or args.warmup < 0:
         raise UserError("--steps must be >= 1 and --warmup >= 0")
+    if args.json:
+        check_output(args.json, option="--json", force=args.force, reads=[getattr(args, "data", None)])
     setup = model_setup(args.model, args)
     info, device, kwargs = setup["info"], setup["device"], setup["kwargs"]
     torch.manual_seed(0)
@@ -140,8 +143,7 @@ def run(args) -> int:
         print("pgt_i        none for this model (PGT-I style references exist for dcrnn, dcrnn-pgt)")
     print(f"memory       measured as: {result['pgti']['memory_method']}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_text_output(args.json, json.dumps(result, indent=2) + "\n", option="--json")
         print(f"json         {args.json}")
     return status
 

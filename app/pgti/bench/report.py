@@ -16,6 +16,7 @@ from pathlib import Path
 from pgti.bench import epoch_report, loader_report, machine, memory_report, model_report, scaling_report
 from pgti.bench.format import dur, load
 from pgti.errors import UserError
+from pgti.outputs import write_text_output
 
 # results.json's layout. 2: one key vocabulary, pgti (this project), pgt_i (PGT-I's method), ddp
 # (materialized windows), for the epoch pipelines, the model runs, the loader methods and the
@@ -45,8 +46,8 @@ def read_results(path: Path, out: Path) -> dict:
 def write(results: dict, out: Path) -> None:
     """Draw the charts, then write OUT/results.json and OUT/report.md."""
     draw_charts(results, out)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (out / "report.md").write_text(render(results))
+    write_text_output(out / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+    write_text_output(out / "report.md", render(results))
 
 
 def draw_charts(results: dict, out: Path) -> dict:

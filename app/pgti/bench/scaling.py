@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from pgti.outputs import check_output, write_text_output
+
 MPIRUN_ARGS_ENV = "PGTI_MPIRUN_ARGS"  # extra mpirun arguments, as in the job scripts
 
 
@@ -169,6 +171,7 @@ def main(argv=None) -> int:
                    help="spread each W that is a multiple of it over this many hosts (--map-by ppr:W/H:node; the "
                         "hosts come from the allocation or a --hostfile in $PGTI_MPIRUN_ARGS)")
     p.add_argument("--json", help="also write the runs and their summary here")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file")
     p.add_argument("--work-dir", help="where the runs' directories go (default: a temporary directory under "
                                       "$TMPDIR); with --hosts, on a filesystem every host sees")
     args = p.parse_args(argv)
@@ -177,11 +180,14 @@ def main(argv=None) -> int:
     if args.hosts > 1 and not args.work_dir:
         p.error("--hosts needs --work-dir: the runs' directories must be on a filesystem every host sees "
                 "(a node's $TMPDIR is not)")
+    if args.json:
+        check_output(args.json, option="--json", force=args.force, reads=[args.data])
     with tempfile.TemporaryDirectory(dir=args.work_dir) as work:
         runs = measure_scaling(args.data, work, [int(w) for w in args.ranks.split(",")], args.steps, args.repeats,
                                hosts=args.hosts)
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": runs, "summary": summarize_scaling(runs)}, indent=2))
+        write_text_output(args.json, json.dumps({"runs": runs, "summary": summarize_scaling(runs)}, indent=2) + "\n",
+                          option="--json")
     print(json.dumps(summarize_scaling(runs), indent=2))
     return 0
 

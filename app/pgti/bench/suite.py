@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pgti.bench import machine, report
 from pgti.errors import UserError
+from pgti.outputs import check_output
 
 SECTIONS = ("epoch", "memory", "loader", "model", "scaling")
 
@@ -51,6 +52,7 @@ FULL = {
 
 def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output directory: report.md, results.json, *.png")
+    p.add_argument("--force", action="store_true", help="measure again into an --out that holds earlier results")
     p.add_argument("--quick", action="store_true", help="CI smoke configuration: tiny data, few steps (minutes)")
     p.add_argument("--data-dir", help="where the synthetic datasets are made and reused (default OUT/data)")
     p.add_argument("--pems", help="a full-PeMS pgti file: also measure pgti's node memory on it (takes minutes)")
@@ -74,7 +76,10 @@ def run(args) -> int:
         raise UserError(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     if args.pems and not Path(args.pems).is_file():
         raise UserError(f"--pems {args.pems}: no such file (make one with `pgti data synth --preset pems --out FILE`)")
-    out = Path(args.out)
+    out = check_output(args.out, directory=True, reads=[args.pems])
+    if not args.render and (out / "results.json").exists() and not args.force:
+        raise UserError(f"--out {out}: holds the results of an earlier run; add --force to measure again and "
+                        "replace them, --render to redraw them, or choose another --out")
     if args.render:
         results = report.read_results(out / "results.json", out)
         report.write(results, out)

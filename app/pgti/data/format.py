@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from pgti.errors import file_error
+from pgti.outputs import AtomicOutput
 
 FORMAT_NAME = "pgti-dataset"
 FORMAT_VERSION = 1
@@ -109,15 +110,18 @@ class DatasetWriter:
         self.path = Path(path)
         self.num_nodes = len(node_ids)
         self.channels = list(channels)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self._tmp, "w")
+        self._out = AtomicOutput(self.path)  # pgti.outputs: temp file, fsync, rename; errors are one line
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = h5py.File(self._out.tmp, "w")
+        except OSError as exc:
+            raise self._out.error(exc) from None
         f = self._file
         n, c = self.num_nodes, len(self.channels)
         chunk = (max(1, min(chunk_steps, expected_steps or chunk_steps)), n, c)
         self._signals = f.create_dataset(
             "signals", shape=(0, n, c), maxshape=(None, n, c), dtype="float32",
-            chunks=chunk, compression=compression,
+            chunks=chunk, compression=compression, fletcher32=True,  # a corrupted chunk reads as an error
         )
         self._timestamps = f.create_dataset(
             "timestamps", shape=(0,), maxshape=(None,), dtype="int64", chunks=(max(chunk[0], 1024),)
@@ -162,16 +166,13 @@ class DatasetWriter:
         """Finish the file: flush, fsync, rename into place. Returns the final path."""
         self._file.flush()
         self._file.close()
-        with open(self._tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self._tmp, self.path)
-        return self.path
+        return self._out.commit()
 
     def abort(self) -> None:
         try:
             self._file.close()
         finally:
-            self._tmp.unlink(missing_ok=True)
+            self._out.discard()
 
     def __enter__(self) -> "DatasetWriter":
         return self

@@ -22,6 +22,7 @@ import numpy as np
 
 from pgti.data.format import open_dataset, write_dataset
 from pgti.errors import UserError, file_error
+from pgti.outputs import add_force_argument, check_output
 
 KERNEL_THRESHOLD = 0.1
 
@@ -251,7 +252,8 @@ def add_arguments(p) -> None:
                         "Temporal's node_values.npy + adj_mat.npy (README: Importing real data)")
     p.add_argument("inputs", nargs=2, metavar="FILE",
                    help="dcrnn: H5 ADJ_PKL | csv: SIGNALS_CSV ADJ_CSV | npz: NPZ DISTANCE_CSV | pgt: NODE_VALUES ADJ_MAT")
-    p.add_argument("--out", required=True, help="output pgti dataset (.h5)")
+    p.add_argument("--out", required=True, help="output pgti dataset (.h5; never one of the inputs)")
+    add_force_argument(p)
     p.add_argument("--key", help="dcrnn: the pandas key (default: df or speed)")
     p.add_argument("--start", help="first timestamp (ISO) when the source has none")
     p.add_argument("--interval", type=int, help="seconds between readings when the source has no timestamps")
@@ -264,11 +266,7 @@ def run(args) -> int:
     channels = args.channels.split(",") if args.channels else None
     common = dict(start=args.start, interval=args.interval, channels=channels, name=args.name)
     a, b = args.inputs
-    out = Path(args.out)
-    for source in (a, b):
-        if out.exists() and Path(source).exists() and out.resolve() == Path(source).resolve():
-            raise UserError(f"--out {out}: is also an input file, which the import would overwrite; write to "
-                            f"another file, e.g. --out {out.with_name(out.stem + '-pgti.h5')}")
+    check_output(args.out, force=args.force, reads=(a, b))
     if args.source == "dcrnn":
         import_dcrnn(a, b, args.out, key=args.key, **common)
     elif args.source == "csv":

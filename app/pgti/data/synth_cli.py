@@ -5,6 +5,7 @@ import sys
 import time
 
 from pgti.errors import UserError
+from pgti.outputs import add_force_argument, check_output
 
 
 def add_arguments(p) -> None:
@@ -13,6 +14,7 @@ def add_arguments(p) -> None:
     sizes = ", ".join(f"{k} ({n} x {t})" for k, (n, t, _) in PRESETS.items())
     p.add_argument("--preset", default="tiny", choices=list(PRESETS), help=f"size preset: {sizes}")
     p.add_argument("--out", required=True, help="output HDF5 file (written atomically)")
+    add_force_argument(p)
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes")
     p.add_argument("--nodes", type=int, help="override the number of sensors")
     p.add_argument("--steps", type=int, help="override the number of time steps")
@@ -39,11 +41,9 @@ def run(args) -> int:
         _ = spec.start_unix  # validates the date
     except ValueError as exc:
         raise UserError(f"pgti data synth: --start {spec.start}: {exc}; give a real date, YYYY-MM-DD") from None
+    check_output(args.out, force=args.force)
     began = time.perf_counter()
-    try:
-        path = generate(spec, args.out, compression=args.compression, progress=not args.quiet and sys.stderr.isatty())
-    except OSError as exc:
-        raise UserError(f"{args.out}: cannot write ({exc.strerror or exc}); choose a writable path") from None
+    path = generate(spec, args.out, compression=args.compression, progress=not args.quiet and sys.stderr.isatty())
     if not args.quiet:
         print(f"wrote {path} in {time.perf_counter() - began:.1f} s")
         from pgti.data.format import open_dataset

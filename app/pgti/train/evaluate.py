@@ -12,6 +12,7 @@ import json
 import numpy as np
 import torch
 
+from pgti.outputs import write_text_output
 from pgti.train.metrics import MetricSums, format_table
 
 
@@ -77,7 +78,7 @@ def run(args) -> int:
                      f"on {metrics['count']:,} readings")
             print(format_table(metrics, session.pipeline.info.interval_seconds, metrics["last_value"], title=title))
             out = session.run_dir.path / f"metrics_{args.split}.json"
-            out.write_text(json.dumps({"split": args.split, "checkpoint": str(session.checkpoint_path), **metrics},
-                                      indent=2))
+            write_text_output(out, json.dumps({"split": args.split, "checkpoint": str(session.checkpoint_path),
+                                               **metrics}, indent=2) + "\n")
             print(f"wrote {out}")
     return 0

@@ -1,8 +1,9 @@
 """Training curves as PNG (matplotlib, Agg backend: no display needed on compute nodes)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from pgti.outputs import save_figure_output
 
 
 def plot_curves(rows: list[dict], directory: Path) -> list[Path]:
@@ -49,8 +50,5 @@ def plot_curves(rows: list[dict], directory: Path) -> list[Path]:
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)  # a viewer never sees half a PNG
-    return path
+    return save_figure_output(fig, path)  # a viewer never sees half a PNG

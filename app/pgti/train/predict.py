@@ -10,34 +10,24 @@ Runs as one process (it writes one file).
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import h5py
 import numpy as np
 import torch
 
 from pgti.errors import UserError
+from pgti.outputs import atomic_output, check_output
 
 
 @torch.no_grad()
 def run(args) -> int:
     from pgti.distributed.world import abort_on_error, init_world
-    from pgti.train.session import load_for_inference
+    from pgti.train.session import inputs_of_run, load_for_inference
 
     world = init_world()
     with abort_on_error(world):
         if world.size > 1:
             raise UserError("pgti predict writes one file: run it as a single process (no mpirun)")
-        out = Path(args.out)
-        if out.is_dir():
-            raise UserError(f"--out {out}: is a directory; give a file name, e.g. {out / 'predictions.h5'}")
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"--out {out}: cannot create {out.parent} ({exc.strerror}); choose a writable path") from None
-        if not os.access(out.parent, os.W_OK):
-            raise UserError(f"--out {out}: {out.parent} is not writable; choose a writable path")
+        out = check_output(args.out, force=args.force, reads=inputs_of_run(args.run_dir, args.set, args.checkpoint))
         session = load_for_inference(args.run_dir, args.checkpoint, args.set, world, split=args.split)
         pipeline, cfg = session.pipeline, session.cfg
         info, spec, scaler = pipeline.info, pipeline.spec, pipeline.scaler
@@ -46,9 +36,8 @@ def run(args) -> int:
         batches, starts = pipeline.eval_batches(args.split, batch)
         count, horizon = len(starts), spec.output_steps
         shape = (count, horizon, info.num_nodes, len(targets))
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         chunk = (min(max(count, 1), 64), horizon, info.num_nodes, len(targets))
-        try:
+        with atomic_output(out) as tmp:
             with h5py.File(tmp, "w") as f:
                 pred_ds = f.create_dataset("prediction", shape, "float32", chunks=chunk)
                 target_ds = f.create_dataset("target", shape, "float32", chunks=chunk)
@@ -67,8 +56,5 @@ def run(args) -> int:
                     first = window_starts.cpu().numpy() + pipeline.arrays[args.split].attrs["t0"] + spec.input_steps
                     ts_ds[row:row + n] = info.timestamps[first[:, None] + np.arange(horizon)]
                     row += n
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
         print(f"wrote {count:,} {args.split} forecasts [{count}, {horizon}, {info.num_nodes}, {len(targets)}] to {out}")
     return 0

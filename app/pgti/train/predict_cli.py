@@ -2,12 +2,15 @@
 instant); the work is `pgti.train.predict.run`."""
 from __future__ import annotations
 
+from pgti.outputs import add_force_argument
 from pgti.train.evaluate_cli import positive_int
 
 
 def add_arguments(p) -> None:
     p.add_argument("run_dir", help="a run directory (runs/<name>)")
-    p.add_argument("--out", required=True, help="output HDF5 file (written atomically)")
+    p.add_argument("--out", required=True, help="output HDF5 file (written atomically; never the run's dataset, "
+                   "checkpoints or state)")
+    add_force_argument(p)
     p.add_argument("--split", default="test", choices=["val", "test", "train"],
                    help="which split's windows to forecast (default: test)")
     p.add_argument("--checkpoint", default="best", help="best | latest | PATH")

@@ -83,6 +83,18 @@ def resolve_device(cfg: Config, world) -> torch.device:
     return device_for(world, prefer=cfg.train.device)
 
 
+def inputs_of_run(run_dir, overrides: list[str], checkpoint: str) -> list[Path]:
+    """The files an inference command on `run_dir` reads besides the run's own state (which
+    pgti.outputs protects anyway): its dataset, and a --checkpoint PATH. [] when the run
+    directory or its config cannot be read (load_for_inference says why, later)."""
+    run = RunDir(run_dir)
+    try:
+        cfg = run.load_config(overrides)
+    except (UserError, OSError):
+        return []
+    return [Path(cfg.data.path)] + ([Path(checkpoint)] if checkpoint not in ("best", "latest") else [])
+
+
 @dataclass
 class InferenceSession:
     run_dir: RunDir
