@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -249,6 +250,22 @@ def test_unusable_run_and_output_paths_are_one_line(reference_run, tiny_data, tm
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     proc = run_pgti("predict", ref_dir, "--out", tmp_path)
     assert proc.returncode == 2 and "is a directory; give a file name" in proc.stderr, proc.stderr
+
+
+def test_predict_never_overwrites_the_run_or_its_dataset(reference_run, tiny_data, tmp_path):
+    """`pgti predict RUN --out X` onto the run's dataset (also as a relative path from
+    elsewhere), its checkpoint or its config: exit 2, one line, the file byte-identical."""
+    ref_dir, _ = reference_run
+    checkpoint = sorted((ref_dir / "checkpoints").glob("step-*.pt"))[-1]
+    relative = Path(os.path.relpath(tiny_data, tmp_path))
+    for target, cwd, words in ((tiny_data, None, "is also an input file"), (relative, tmp_path, "is also an input file"),
+                               (checkpoint, None, "is part of the run in"),
+                               (ref_dir / "config.toml", None, "is part of the run in")):
+        before = (tmp_path / target if cwd else target).read_bytes()
+        proc = run_pgti("predict", ref_dir.resolve(), "--out", target, "--force", cwd=cwd)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr
+        assert (tmp_path / target if cwd else target).read_bytes() == before
 
 
 def test_runs_never_mix_in_one_directory(reference_run, tiny_data, tmp_path):
