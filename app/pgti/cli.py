@@ -19,6 +19,7 @@ from pgti.errors import EXIT_FAILURE, EXIT_USAGE, UserError
 COMMANDS = [
     ("data", "synth", "pgti.data.synth_cli", "generate a realistic synthetic traffic dataset"),
     ("data", "info", "pgti.data.info", "validate a dataset file and print its summary"),
+    ("data", "verify", "pgti.data.verify", "read a dataset once: checksums, finite values, plausible ranges"),
     ("data", "import", "pgti.data.importers", "import DCRNN / CSV / NPZ / PGT files into the pgti format"),
     (None, "train", "pgti.train.cli", "train a model (single process or under mpirun/srun)"),
     (None, "evaluate", "pgti.train.evaluate_cli", "evaluate a run's checkpoint on val or test"),

@@ -25,6 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from pgti.data.verify import check_ranges, locate_bad_chunk, value_ranges
 from pgti.errors import file_error
 from pgti.outputs import AtomicOutput
 
@@ -53,6 +54,8 @@ class DatasetInfo:
     lon: np.ndarray | None = None
     chunk_steps: int | None = None
     attrs: dict = field(default_factory=dict)
+    checksummed: bool = False  # /signals has fletcher32 checksums (files pgti writes)
+    value_ranges: dict = field(default_factory=dict)  # {channel: (lo, hi)}: pgti.data.verify
 
     @property
     def num_channels(self) -> int:
@@ -322,6 +325,8 @@ def open_dataset(path: str | os.PathLike) -> DatasetInfo:
             lon=lon,
             chunk_steps=sig.chunks[0] if sig.chunks else None,
             attrs=attrs,
+            checksummed=bool(sig.fletcher32),
+            value_ranges=value_ranges(channels, attrs),
         )
 
 
@@ -353,14 +358,17 @@ def read_signals(
             if t1 > t0:
                 f["signals"].read_direct(out, np.s_[t0:t1], np.s_[:])
     except OSError as exc:
-        raise file_error(info.path, "/signals", f"read of steps [{t0}, {t1}) failed ({exc})",
-                         "the file is truncated or corrupt; " + _REMAKE) from None
+        raise locate_bad_chunk(info, t0, t1) or file_error(
+            info.path, "/signals", f"read of steps [{t0}, {t1}) failed ({exc})",
+            "the file is truncated or corrupt; " + _REMAKE) from None
     if check_finite and not np.isfinite(out).all():
         bad = np.argwhere(~np.isfinite(out))[0]
         raise file_error(info.path, "/signals",
                          f"non-finite value at step {t0 + int(bad[0])}, sensor {int(bad[1])}, channel {int(bad[2])}",
                          "store missing readings as the missing_value (0.0), not NaN/inf; "
                          "the importers do this for you")
+    if check_finite:
+        check_ranges(info, out, t0)
     return out
 
 

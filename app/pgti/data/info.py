@@ -56,6 +56,10 @@ def describe(info: DatasetInfo, scan: bool = True, progress: bool = False) -> st
         frac = missing_fractions(info, progress=progress)
         per = ", ".join(f"{name} {100 * f:.2f}%" for name, f in zip(info.channels, frac))
         lines.append(f"missing      (== {info.missing_value:g}) {per}")
+    ranges = ", ".join(f"{info.channels[c]} [{lo:g}, {hi:g}]" for c, (lo, hi) in info.value_ranges.items())
+    lines.append("checks       " + ("fletcher32 checksums on /signals" if info.checksummed else
+                                    "no checksums (an older file: `pgti data verify` cannot detect corruption)")
+                 + (f"; plausible ranges {ranges}" + (" (checked)" if scan else "") if ranges else ""))
     return "\n".join(lines)
 
 

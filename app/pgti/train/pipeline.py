@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -151,6 +152,10 @@ def build_pipeline(cfg: Config, world, device: torch.device, scaler_state: dict 
     a run that is refused anyway."""
     d = cfg.data
     info = open_dataset_once(world, d.path)
+    if world.rank == 0 and not info.checksummed:
+        from pgti.data.verify import checksum_note
+
+        logging.getLogger("pgti.train").warning("note: %s", checksum_note(info))
     spec = window_spec(cfg, info)
     splits = run_on_root(world, checked_splits, cfg, info, world.size, for_training)  # a mistake: one message
     if before_load is not None:
