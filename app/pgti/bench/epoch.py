@@ -45,6 +45,7 @@ import sys
 import time
 from pathlib import Path
 
+from pgti.bench.bounds import at_least, check_batch
 from pgti.bench.format import dur, pyplot, save_figure
 from pgti.bench.machine import sync
 from pgti.errors import UserError
@@ -74,8 +75,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     if not Path(args.data).exists():
         raise UserError(f"{args.data}: no such file; make one with `pgti data synth --preset metr-la --out FILE`")
-    if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
-        raise UserError("--steps and --batch-size must be >= 1, --warmup >= 0")
+    at_least("--steps", args.steps)
+    at_least("--warmup", args.warmup, 0)
+    at_least("--threads", args.threads)
+    check_batch(args.data, args.batch_size)
     if args.json:
         check_output(args.json, option="--json", force=args.force, reads=[args.data])
     result = measure(args.data, args.model, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,

@@ -50,6 +50,7 @@ import sys
 from pathlib import Path
 
 from pgti.bench import machine
+from pgti.bench.bounds import at_least, check_batch
 from pgti.bench.loader_report import format_table
 from pgti.errors import UserError
 from pgti.outputs import add_force_argument, check_output, write_text_output
@@ -92,6 +93,10 @@ def run(args) -> int:
         raise UserError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     if not Path(args.data).exists():
         raise UserError(f"{args.data}: no such file; make one with `pgti data synth --preset pems-bay --out FILE`")
+    for option, value in (("--batches", args.batches), ("--repeat", args.repeat), ("--threads", args.threads),
+                          ("--input-steps", args.input_steps), ("--output-steps", args.output_steps)):
+        at_least(option, value)
+    check_batch(args.data, args.batch_size, input_steps=args.input_steps, output_steps=args.output_steps)
     if args.json:
         check_output(args.json, option="--json", force=args.force, reads=[args.data])
     if args.device == "cuda":

@@ -36,6 +36,7 @@ import threading
 import time
 from pathlib import Path
 
+from pgti.bench.bounds import check_batch, counts
 from pgti.bench.format import gib_column
 from pgti.bench.scaling import mpirun
 from pgti.outputs import add_force_argument, check_output, write_text_output
@@ -302,10 +303,8 @@ def run(args) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise UserError(f"--methods: unknown {bad}; choose from {', '.join(METHODS)}")
-    try:
-        ranks = [int(r) for r in args.ranks.split(",")]
-    except ValueError:
-        raise UserError(f"--ranks {args.ranks!r}: give rank counts like 1,2,4") from None
+    ranks = counts("--ranks", args.ranks)
+    check_batch(info, args.batch_size)  # (every rank of a benchmark process loads its own batch)
     print(f"node memory on {info.name}: raw array {gib_column(info.signal_bytes)}, "
           f"classic windows {gib_column(info.window_bytes())} per copy")
     from pgti.bench.memory_report import chart, table

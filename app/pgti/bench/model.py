@@ -19,6 +19,7 @@ import copy
 import json
 import statistics
 
+from pgti.bench.bounds import check_batch
 from pgti.models.cli_args import add_model_arguments, model_setup
 from pgti.models.registry import model_names
 from pgti.outputs import add_force_argument, check_output, write_text_output
@@ -92,6 +93,7 @@ def run(args) -> int:
         check_output(args.json, option="--json", force=args.force, reads=[getattr(args, "data", None)])
     setup = model_setup(args.model, args)
     info, device, kwargs = setup["info"], setup["device"], setup["kwargs"]
+    check_batch(info, args.batch_size, input_steps=args.input_steps, output_steps=args.output_steps)
     torch.manual_seed(0)
     pgti_model = build_model(args.model, **kwargs).to(device).train()
     x, y = example_batch(info, batch_size=args.batch_size, input_steps=kwargs["input_steps"],

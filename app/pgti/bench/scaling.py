@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from pgti.bench.bounds import at_least, counts
+from pgti.errors import UserError
 from pgti.outputs import check_output, write_text_output
 
 MPIRUN_ARGS_ENV = "PGTI_MPIRUN_ARGS"  # extra mpirun arguments, as in the job scripts
@@ -180,11 +182,16 @@ def main(argv=None) -> int:
     if args.hosts > 1 and not args.work_dir:
         p.error("--hosts needs --work-dir: the runs' directories must be on a filesystem every host sees "
                 "(a node's $TMPDIR is not)")
-    if args.json:
-        check_output(args.json, option="--json", force=args.force, reads=[args.data])
+    try:
+        ranks = counts("--ranks", args.ranks)
+        at_least("--steps", args.steps)
+        at_least("--repeats", args.repeats)
+        if args.json:
+            check_output(args.json, option="--json", force=args.force, reads=[args.data])
+    except UserError as exc:
+        p.error(str(exc))
     with tempfile.TemporaryDirectory(dir=args.work_dir) as work:
-        runs = measure_scaling(args.data, work, [int(w) for w in args.ranks.split(",")], args.steps, args.repeats,
-                               hosts=args.hosts)
+        runs = measure_scaling(args.data, work, ranks, args.steps, args.repeats, hosts=args.hosts)
     if args.json:
         write_text_output(args.json, json.dumps({"runs": runs, "summary": summarize_scaling(runs)}, indent=2) + "\n",
                           option="--json")
