@@ -27,6 +27,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pgti.config_limits import MAX_KEY, check_shape, parse_toml, short
 from pgti.errors import UserError
 from pgti.models.registry import check_hyperparameter, get_spec, model_names
 from pgti.recipe import apply_recipe
@@ -83,7 +84,7 @@ class TrainConfig:
     batch_size: int = _opt(64, "samples per batch per rank", min=1)
     eval_batch_size: int = _opt(0, "batch size for validation/test (0 = batch_size)", min=0, resume_safe=True)
     optimizer: str = _opt("adam", "optimizer", choices=["adam", "adamw"])
-    lr: float = _opt(0.01, "learning rate (before world-size scaling)", min=0.0)
+    lr: float = _opt(0.01, "learning rate (before world-size scaling)", min=0.0, max=100.0)
     eps: float = _opt(1e-3, "Adam epsilon (DCRNN uses 1e-3)", min=0.0)
     weight_decay: float = _opt(0.0, "weight decay", min=0.0)
     schedule: str = _opt("multistep", "learning-rate schedule", choices=["multistep", "cosine", "constant"])
@@ -208,11 +209,13 @@ def _coerce(where: str, value, annotation, meta: dict):
 
 def _parse_override(text: str) -> tuple[str, str, object]:
     if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise UserError(f"--set {text!r}: expected section.key=value, e.g. --set train.lr=0.001")
+        raise UserError(f"--set {short(text)!r}: expected section.key=value, e.g. --set train.lr=0.001")
     key, raw = text.split("=", 1)
     section, name = key.strip().split(".", 1)
+    if len(key) > MAX_KEY:
+        raise UserError(f"--set {short(key)}: the key is longer than {MAX_KEY} characters; no pgti key is")
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        value = parse_toml(f"v = {raw}", f"--set {key.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word: a string
     return section, name, value
@@ -338,11 +341,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if path is not None:
         path = Path(path)
         source = str(path)
+        if path.is_dir():
+            raise UserError(f"{path}: is a directory; give a TOML config file (see jobs/configs/)")
         if not path.is_file():
             raise UserError(f"{path}: no such config file; see jobs/configs/ for examples")
         try:
             text = path.read_text(encoding="utf-8")
-            raw = tomllib.loads(text)
+            raw = parse_toml(text, str(path))
         except UnicodeDecodeError as exc:
             raise UserError(f"{path}: not a UTF-8 text file (byte {exc.start}); give a TOML config "
                             "(see jobs/configs/)") from None
@@ -351,10 +356,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         except OSError as exc:
             raise UserError(f"{path}: cannot read the config ({exc.strerror})") from None
     from_set = set()
-    for text in overrides or []:
-        section, name, value = _parse_override(text)
+    for item in overrides or []:
+        section, name, value = _parse_override(item)
         _set(raw, section, name, value)
         from_set.add(f"{section}.{name}")
+    check_shape(raw, "--set" if overrides else source)
     return config_from_dict(raw, source, frozenset(from_set), recipe=not text.startswith(RESOLVED_HEADER))
 
 

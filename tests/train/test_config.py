@@ -150,3 +150,21 @@ def test_cross_field_mistakes_from_set_name_set(tmp_path):
     assert _error(["data.placement=partitioned"], path).startswith("--set data.placement: ")
     path.write_text("[data]\nratios = [0.5, 0.6, 0.1]\n")
     assert _error([], path).startswith(f"{path}: data.ratios: ")
+
+
+def test_nesting_depth_key_length_and_a_directory_are_one_line(tmp_path):
+    """Each used to be a RecursionError traceback, a 10 MB echo, or "no such config file"."""
+    deep = tmp_path / "deep.toml"
+    deep.write_text("[model]\nparams = " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "nested 5000 levels deep; a pgti config needs at most 8" in _error(None, deep)
+    tables = tmp_path / "tables.toml"
+    tables.write_text("[model.params.a.b.c.d.e.f.g.h]\nx = 1\n")
+    assert "model.params.a.b.c.d.e.f.g is nested 9 levels deep" in _error(None, tables)
+    assert "nested 3000 levels deep" in _error(["model.params.x=" + "[" * 3000 + "]" * 3000])
+    long = tmp_path / "long.toml"
+    long.write_text("[train]\n" + "k" * 10_000_000 + " = 1\n")
+    message = _error(None, long)
+    assert "(10,000,000 characters)' is longer than 100 characters" in message and len(message) < 300
+    assert len(_error(["train." + "k" * 200_000 + "=1"])) < 300
+    assert _error(None, tmp_path) == f"{tmp_path}: is a directory; give a TOML config file (see jobs/configs/)"
+    assert _error(["train.lr=1e38"]) == "--set train.lr: 1e+38 is above the maximum 100.0"  # Adam crashed on it
