@@ -27,3 +27,20 @@ def test_deadline_keeps_a_measured_margin(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_END_TIME", "1050")
     assert Deadline.from_environment(1000.0, 100).end == 1050.0
     assert Deadline(1000.0).expired(now=10**12) is False
+
+
+def test_a_second_sigint_interrupts_training_but_not_the_checkpoint(capfd):
+    import pytest
+
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.reason == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):  # still training: the second Ctrl-C means "now"
+            os.kill(os.getpid(), signal.SIGINT)
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        stop.committed = True  # the ranks agreed to stop: the checkpoint is being written
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.reason == "SIGINT"
+    assert "already checkpointing after the first interrupt; it exits with 75 when done" in capfd.readouterr().err

@@ -305,6 +305,14 @@ def test_evaluate_needs_no_training_batch_and_survives_an_edited_pointer(referen
     proc = run_pgti("evaluate", run_dir, "--checkpoint", "latest")
     newest = sorted((run_dir / "checkpoints").glob("step-*.pt"))[-1].name
     assert proc.returncode == 0 and f"({newest}," in proc.stdout, proc.stdout + proc.stderr
+    # a corrupt newest checkpoint (and best.pt): the previous one, with a warning, as --resume auto does
+    steps = sorted((run_dir / "checkpoints").glob("step-*.pt"))
+    for path in (steps[-1], run_dir / "checkpoints" / "best.pt"):
+        path.write_bytes(path.read_bytes()[:1000])
+    for which in ("latest", "best"):
+        proc = run_pgti("evaluate", run_dir, "--checkpoint", which)
+        assert proc.returncode == 0 and f"({steps[-2].name}," in proc.stdout, proc.stdout + proc.stderr
+        assert f"skipping checkpoint {steps[-1].name}: " in proc.stderr and "trying the previous one" in proc.stderr
 
 
 def test_training_needs_a_validation_split(tiny_data, tmp_path):

@@ -198,6 +198,26 @@ def check_config_hash(path, state: dict, config_hash: str, ignore_config: bool =
         "to continue these weights under this config")
 
 
+def load_newest(manager: CheckpointManager, which: str) -> tuple[Path, dict]:
+    """The checkpoint inference uses: `which` = "best" (best.pt, else the newest step
+    checkpoint) or "latest" (the newest step checkpoint). One that does not load is skipped
+    with a warning naming it, as `--resume auto` does; UserError when none loads."""
+    steps = manager.step_checkpoints()
+    pointed = manager.latest()  # the pointer's target first (an edited pointer is ignored with a warning)
+    candidates = ([manager.best_path] if which == "best" and manager.best_path.is_file() else []) + \
+        ([pointed] if pointed else []) + [p for p in steps if p != pointed]
+    for path in candidates:
+        try:
+            return path, load_checkpoint(path)
+        except UserError as exc:
+            log.warning("skipping checkpoint %s: %s; trying the previous one", path.name, exc)
+    if candidates:
+        raise UserError(f"{manager.directory}: none of its {len(candidates)} checkpoint(s) loads (see the warnings "
+                        "above); restore a good checkpoint there")
+    raise UserError(f"{manager.directory}: no checkpoint yet; train first (pgti train ... --run-dir "
+                    f"{manager.directory.parent})")
+
+
 def find_resumable(manager: CheckpointManager, config_hash: str, ignore_config: bool = False,
                    config: dict | None = None) -> tuple[Path, dict] | None:
     """The newest loadable checkpoint of this config (see `check_config_hash`), or None if

@@ -140,6 +140,7 @@ def train_epochs(r: Run, state: TrainState, stop: StopRequest | None) -> int:
                         r.monitor.finish("diverged", EXIT_FAILURE, "non-finite loss or gradient norm", state)
                         return EXIT_FAILURE
                 at_limit = bool(t.max_steps and state.global_step >= t.max_steps)
+                stop.committed = bool(stop_reason)  # a second Ctrl-C must not break the checkpoint now
                 if stop_reason or (checkpoint_due and state.batch_in_epoch < len(batches) and not at_limit):
                     save_checkpoint(r, state)  # (at an epoch's end or the step limit, end_epoch's follows)
                 if stop_reason:

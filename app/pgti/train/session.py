@@ -9,7 +9,7 @@ import torch
 
 from pgti.config import Config
 from pgti.errors import UserError
-from pgti.train.checkpoint import CheckpointManager, load_checkpoint
+from pgti.train.checkpoint import CheckpointManager, load_checkpoint, load_newest
 from pgti.train.rundir import RunDir
 
 
@@ -117,17 +117,9 @@ def load_for_inference(run_dir, checkpoint: str, overrides: list[str], world, sp
         if not run.config_path.is_file():
             raise UserError(f"{run.path}: not a run directory (no config.toml); give the --run-dir of a `pgti train`")
         cfg = run.load_config(overrides)
-        manager = CheckpointManager(run.checkpoints)
-        newest = manager.latest() or next(iter(manager.step_checkpoints()), None)  # an edited pointer: the newest file
-        if checkpoint == "best":
-            path = manager.best_path if manager.best_path.exists() else newest
-        elif checkpoint == "latest":
-            path = newest
-        else:
-            path = Path(checkpoint)
-        if path is None:
-            raise UserError(f"{run.checkpoints}: no checkpoint yet; train first (pgti train ... --run-dir {run.path})")
-        return cfg, path, load_checkpoint(path)
+        if checkpoint in ("best", "latest"):  # one that does not load: the previous one, with a warning
+            return (cfg, *load_newest(CheckpointManager(run.checkpoints), checkpoint))
+        return cfg, Path(checkpoint), load_checkpoint(checkpoint)
 
     cfg, path, state = run_on_root(world, locate)
     device = resolve_device(cfg, world)

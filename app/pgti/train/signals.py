@@ -2,7 +2,9 @@
 
 SIGTERM, SIGUSR1 and SIGINT set a flag; the training loop finishes its step, the ranks agree
 (an allreduce of the flag), a checkpoint is written and the process exits with
-`EXIT_RESUBMIT` (75): "checkpointed, resubmit me". A second SIGINT interrupts at once.
+`EXIT_RESUBMIT` (75): "checkpointed, resubmit me". A second SIGINT interrupts at once while
+the ranks are still training; once they agreed to stop (`committed`: the checkpoint is being
+written, or is written) it is ignored with a note, so the run still ends with 75.
 
 The walltime comes from `train.time_limit`, or from Slurm's `SLURM_JOB_END_TIME` (unix
 seconds, set in every job step). PBS sets no end time in the environment: job scripts pass
@@ -24,12 +26,16 @@ class StopRequest:
 
     def __init__(self):
         self.reason: str | None = None
+        self.committed = False  # set by the loop once every rank agreed to stop: checkpointing
         self._previous = {}
 
     def _handle(self, signum, frame):
         if signum == signal.SIGINT and self.reason == "SIGINT":
-            raise KeyboardInterrupt
-        self.reason = signal.Signals(signum).name
+            if not self.committed:
+                raise KeyboardInterrupt
+            os.write(2, b"pgti: already checkpointing after the first interrupt; it exits with 75 when done\n")
+            return
+        self.reason = self.reason if self.committed else signal.Signals(signum).name
 
     def __enter__(self) -> "StopRequest":
         for sig in STOP_SIGNALS:
