@@ -92,7 +92,7 @@ def test_csv_size_mismatch(tmp_path, pgti_cli):
 
 
 def test_npz_round_trip_with_gaussian_kernel(tmp_path, pgti_cli):
-    data = np.stack([np.nan_to_num(VALUES), VALUES * 2, VALUES * 3], axis=-1)
+    data = np.stack([np.nan_to_num(VALUES), VALUES * 2, VALUES * 2.5], axis=-1)  # speed <= 175 mph
     npz = tmp_path / "PEMS04.npz"
     np.savez(npz, data=data)
     dist = pd.DataFrame({"from": [0, 1, 2, 3], "to": [1, 2, 3, 4], "cost": [100.0, 300.0, 500.0, 2000.0]})
@@ -163,3 +163,63 @@ def test_wrong_kind_of_file_is_one_line_and_out_never_overwrites_an_input(tmp_pa
     np.save(npy, ADJ)
     status, _, err = pgti_cli("data", "import", "npz", npy, csv, "--out", tmp_path / "o.h5")  # .npy as the .npz
     assert status == 2 and "not an .npz archive" in err and "Traceback" not in err, err
+
+
+def _one_line(result, words):
+    status, _, err = result
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert status == 2 and len(lines) == 1 and words in lines[0] and "Traceback" not in err, err
+
+
+def test_nonsense_sources_are_one_line_each(tmp_path, pgti_cli):
+    """What used to import silently (negative weights, sigma nan or 0) or with a traceback
+    (a word among the readings, a 1-D npz array, an empty distance file, an .npz for pgt)."""
+    out, when = tmp_path / "o.h5", ["--start", "2012-03-01", "--interval", "300"]
+    csv, adj = tmp_path / "s.csv", tmp_path / "a.csv"
+    pd.DataFrame(VALUES, columns=IDS).to_csv(csv, index=False)
+    np.savetxt(adj, -np.ones((N, N)), delimiter=",")
+    _one_line(pgti_cli("data", "import", "csv", csv, adj, "--out", out, *when), "25 negative weight(s), e.g. -1 at [0, 0]")
+    np.savetxt(adj, ADJ, delimiter=",")
+    words = pd.DataFrame(VALUES, columns=IDS).astype(object)
+    words.iat[6, 2] = "n/a km"
+    words.to_csv(csv, index=False)
+    _one_line(pgti_cli("data", "import", "csv", csv, adj, "--out", out, *when),
+              f"row 8, column '{IDS[2]}': 'n/a km' is not a number")
+    npz, dist = tmp_path / "p.npz", tmp_path / "d.csv"
+    np.savez(npz, data=np.arange(10.0))
+    pd.DataFrame({"from": [0], "to": [1], "cost": [5.0]}).to_csv(dist, index=False)
+    _one_line(pgti_cli("data", "import", "npz", npz, dist, "--out", out), "data: has shape (10,)")
+    np.savez(npz, data=np.nan_to_num(VALUES))
+    for sigma in ("nan", "0", "-3"):
+        _one_line(pgti_cli("data", "import", "npz", npz, dist, "--out", out, "--sigma", sigma), "must be a positive")
+    dist.write_text("")
+    _one_line(pgti_cli("data", "import", "npz", npz, dist, "--out", out), "not a readable CSV")
+    dist.write_text("from,to,cost\n")
+    _one_line(pgti_cli("data", "import", "npz", npz, dist, "--out", out), "has no rows")
+    np.save(tmp_path / "adj.npy", ADJ)
+    _one_line(pgti_cli("data", "import", "pgt", npz, tmp_path / "adj.npy", "--out", out, *when), "is an .npz archive")
+    assert not out.exists()
+
+
+def test_integer_time_columns_need_their_unit(tmp_path, pgti_cli):
+    csv, adj = tmp_path / "s.csv", tmp_path / "a.csv"
+    frame = pd.DataFrame(VALUES, columns=IDS)
+    frame.insert(0, "time", np.arange(T) * 300)  # seconds: pandas read them as nanoseconds ("duplicate timestamp 0")
+    frame.to_csv(csv, index=False)
+    np.savetxt(adj, ADJ, delimiter=",")
+    _one_line(pgti_cli("data", "import", "csv", csv, adj, "--out", tmp_path / "o.h5"), "give --time-unit s, ms or ns")
+    status, _, err = pgti_cli("data", "import", "csv", csv, adj, "--out", tmp_path / "o.h5", "--time-unit", "s")
+    assert status == 0, err
+    assert list(open_dataset(tmp_path / "o.h5").timestamps[:3]) == [0, 300, 600]
+
+
+def test_a_short_row_is_stored_as_missing_with_a_warning(tmp_path, pgti_cli):
+    csv, adj = tmp_path / "s.csv", tmp_path / "a.csv"
+    lines = pd.DataFrame(np.nan_to_num(VALUES), columns=IDS).to_csv(index=False).splitlines()
+    lines[5] = ",".join(lines[5].split(",")[:3])  # a row cut short
+    csv.write_text("\n".join(lines) + "\n")
+    np.savetxt(adj, ADJ, delimiter=",")
+    status, _, err = pgti_cli("data", "import", "csv", csv, adj, "--out", tmp_path / "o.h5", "--start", "2012-03-01",
+                              "--interval", "300")
+    assert status == 0 and "1 row(s) have fewer fields than the header (first: line 6)" in err, err
+    assert (read_signals(open_dataset(tmp_path / "o.h5"))[4, 3:, 0] == 0).all()

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -266,6 +267,11 @@ def test_predict_never_overwrites_the_run_or_its_dataset(reference_run, tiny_dat
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr
         assert (tmp_path / target if cwd else target).read_bytes() == before
+    for target, words in (("/dev/full", "not a regular file"), ("/proc/x.h5", "cannot write in /proc")):
+        proc = run_pgti("predict", ref_dir, "--out", target, "--force")
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)  # (as root the old rename replaced the device)
 
 
 def test_runs_never_mix_in_one_directory(reference_run, tiny_data, tmp_path):

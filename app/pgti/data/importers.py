@@ -15,12 +15,15 @@ infinite value is an error. Sources without timestamps need `--start` and `--int
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import pickle
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from pgti.data.format import open_dataset, write_dataset
+from pgti.data.verify import check_ranges, value_ranges
 from pgti.errors import UserError, file_error
 from pgti.outputs import add_force_argument, check_output
 
@@ -79,6 +82,10 @@ def dense_to_edges(adj: np.ndarray, source: Path, n: int) -> tuple[np.ndarray, n
                          f"the signals have N={n} sensors", "use the adjacency of the same sensor set")
     if not np.isfinite(adj).all():
         raise file_error(source, "adjacency", "has non-finite entries", "fix the matrix")
+    if (adj < 0).any():
+        i, j = (int(k) for k in np.argwhere(adj < 0)[0])
+        raise file_error(source, "adjacency", f"has {int((adj < 0).sum())} negative weight(s), e.g. {adj[i, j]:g} at "
+                         f"[{i}, {j}]", "edge weights must be >= 0 (0 = no edge); fix the matrix")
     src, dst = np.nonzero(adj)
     return np.stack([src, dst]).astype(np.int64), adj[src, dst].astype(np.float32)
 
@@ -94,7 +101,11 @@ def _save(out, signals, timestamps, node_ids, edge_index, edge_weight, channels,
                          "drop duplicate rows from the source")
     if not np.array_equal(order, np.arange(len(order))):
         raise file_error(source, "timestamps", "not sorted in time", "sort the source by time before importing")
-    path = write_dataset(out, signals, timestamps, node_ids=[str(i) for i in node_ids], channels=channels,
+    ids = [str(i) for i in node_ids]
+    where = SimpleNamespace(path=source, channels=channels, missing_value=0.0, timestamps=timestamps, node_ids=ids,
+                            value_ranges=value_ranges(channels, {}))
+    check_ranges(where, signals, 0)  # garbage is refused here, not at the first training run
+    path = write_dataset(out, signals, timestamps, node_ids=ids, channels=channels,
                          interval_seconds=interval, edge_index=edge_index, edge_weight=edge_weight,
                          name=name, attrs={"imported_from": str(source)})
     info = open_dataset(path)  # validate what we wrote
@@ -152,7 +163,19 @@ def import_dcrnn(h5, adj_pkl, out, key=None, start=None, interval=None, channels
                  _interval_of(timestamps, interval), name or Path(h5).stem, n_missing, h5)
 
 
-def import_csv(csv, adj_csv, out, start=None, interval=None, channels=None, name=None):
+def _warn_short_rows(csv: Path, fields: int) -> None:
+    """A row with fewer fields than the header: pandas fills NaN (stored as missing); say so."""
+    import csv as csv_module
+    import sys
+
+    with open(csv, newline="") as fh:
+        short = [i for i, row in enumerate(csv_module.reader(fh), start=1) if row and len(row) < fields]
+    if short:
+        print(f"pgti: warning: {csv}: {len(short)} row(s) have fewer fields than the header (first: line "
+              f"{short[0]}); their missing fields are stored as missing readings", file=sys.stderr)
+
+
+def import_csv(csv, adj_csv, out, start=None, interval=None, channels=None, name=None, time_unit=None):
     import pandas as pd
 
     csv, adj_csv = _need(csv), _need(adj_csv)
@@ -162,15 +185,29 @@ def import_csv(csv, adj_csv, out, start=None, interval=None, channels=None, name
         raise file_error(csv, "", f"not a readable CSV ({exc.__class__.__name__})", "give a time x sensor CSV") from None
     first = str(frame.columns[0]).lower()
     if first in ("timestamp", "time", "date", "datetime"):
-        idx = pd.to_datetime(frame.pop(frame.columns[0]), utc=True)
+        column = frame.pop(frame.columns[0])
+        if column.dtype.kind in "iuf" and time_unit is None:
+            raise file_error(csv, f"column {column.name!r}", "holds numbers, not dates: seconds, "
+                             "milliseconds or nanoseconds since 1970?", "give --time-unit s, ms or ns")
+        try:
+            idx = pd.to_datetime(column, utc=True, unit=time_unit if column.dtype.kind in "iuf" else None)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise file_error(csv, f"column {first!r}", f"not dates ({exc})", "give ISO dates or --time-unit") from None
         timestamps = np.asarray(pd.DatetimeIndex(idx).as_unit("s").asi8, dtype=np.int64)
     else:
         timestamps = _timestamps(len(frame), start, interval, csv)
+    _warn_short_rows(csv, len(frame.columns) + (first in ("timestamp", "time", "date", "datetime")))
     try:
         adj = np.loadtxt(adj_csv, delimiter=",", dtype=np.float64, ndmin=2)
     except ValueError as exc:
         raise file_error(adj_csv, "", f"not a numeric dense matrix ({exc})", "give an N x N CSV without header") from None
-    values, n_missing = _clean(frame.to_numpy(dtype=np.float64), csv, "values")
+    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna() & frame.notna()
+    if bad.to_numpy().any():
+        row, col = (int(k) for k in np.argwhere(bad.to_numpy())[0])
+        raise file_error(csv, f"row {row + 2}, column {frame.columns[col]!r}", f"{str(frame.iat[row, col])[:40]!r} is "
+                         "not a number", "readings must be numbers (an empty field or NaN is a missing reading)")
+    values, n_missing = _clean(numeric.to_numpy(dtype=np.float64), csv, "values")
     edge_index, edge_weight = dense_to_edges(adj, adj_csv, values.shape[1])
     return _save(out, values[:, :, None], timestamps, list(frame.columns), edge_index, edge_weight,
                  channels or ["speed"], _interval_of(timestamps, interval), name or csv.stem, n_missing, csv)
@@ -180,16 +217,31 @@ def distance_kernel(distance_csv: Path, n: int, sigma: float | None = None) -> t
     """DCRNN's thresholded Gaussian kernel from a `from,to,cost` CSV, plus unit self-loops."""
     import pandas as pd
 
-    frame = pd.read_csv(distance_csv)
-    cols = [c.lower() for c in frame.columns]
+    if sigma is not None and not (math.isfinite(sigma) and sigma > 0):
+        raise UserError(f"--sigma {sigma}: must be a positive number (the kernel's width, in the distances' units); "
+                        "leave it out to use the distances' standard deviation")
+    try:
+        frame = pd.read_csv(distance_csv)
+    except Exception as exc:  # noqa: BLE001 - pandas: EmptyDataError, ParserError, UnicodeDecodeError
+        raise file_error(distance_csv, "", f"not a readable CSV ({exc.__class__.__name__})",
+                         "give a from,to,cost CSV") from None
+    cols = [str(c).lower() for c in frame.columns]
     if len(cols) < 3 or cols[0] != "from" or cols[1] != "to":
-        raise file_error(distance_csv, "header", f"is {','.join(frame.columns)}", "expected from,to,cost")
-    src = frame.iloc[:, 0].to_numpy(np.int64)
-    dst = frame.iloc[:, 1].to_numpy(np.int64)
-    dist = frame.iloc[:, 2].to_numpy(np.float64)
-    if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
+        raise file_error(distance_csv, "header", f"is {','.join(map(str, frame.columns))}", "expected from,to,cost")
+    try:
+        src = frame.iloc[:, 0].to_numpy(np.int64)
+        dst = frame.iloc[:, 1].to_numpy(np.int64)
+        dist = frame.iloc[:, 2].to_numpy(np.float64)
+    except (ValueError, TypeError):
+        raise file_error(distance_csv, "from,to,cost", "has a cell that is not a number (or an empty one)",
+                         "from/to must be sensor indices, cost a distance") from None
+    if src.size == 0:
+        raise file_error(distance_csv, "", "has no rows", "give the from,to,cost distances of the dataset")
+    if min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n:
         raise file_error(distance_csv, "from/to", f"sensor index out of range for N={n}",
                          "use the distance file of the same dataset")
+    if not np.isfinite(dist).all() or (dist < 0).any():
+        raise file_error(distance_csv, "cost", "has negative or non-finite distances", "fix the distances")
     sigma = float(sigma or (dist.std() if dist.size > 1 and dist.std() > 0 else 1.0))
     weight = np.exp(-np.square(dist / sigma))
     keep = weight >= KERNEL_THRESHOLD
@@ -213,6 +265,8 @@ def import_npz(npz, distance_csv, out, start=None, interval=None, channels=None,
     data = archive["data"]
     if data.ndim == 2:
         data = data[:, :, None]
+    if data.ndim != 3:
+        raise file_error(npz, "data", f"has shape {data.shape}", "expected [T, N, C] (or [T, N])")
     values, n_missing = _clean(data, npz, "data")
     edge_index, edge_weight = distance_kernel(distance_csv, values.shape[1], sigma)
     if channels is None and values.shape[2] == 3:
@@ -231,6 +285,10 @@ def import_pgt(node_values, adj_mat, out, start=None, interval=None, channels=No
         adj = np.load(adj_mat)
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"{node_values} / {adj_mat}: not readable .npy files ({exc})") from None
+    for path, array in ((node_values, values), (adj_mat, adj)):
+        if not isinstance(array, np.ndarray):
+            raise file_error(path, "", "is an .npz archive, not one .npy array",
+                             "give node_values.npy and adj_mat.npy (the npz importer reads PEMS0X.npz)")
     if values.ndim == 2:
         values = values[:, :, None]
     if values.ndim != 3:
@@ -257,6 +315,8 @@ def add_arguments(p) -> None:
     p.add_argument("--key", help="dcrnn: the pandas key (default: df or speed)")
     p.add_argument("--start", help="first timestamp (ISO) when the source has none")
     p.add_argument("--interval", type=int, help="seconds between readings when the source has no timestamps")
+    p.add_argument("--time-unit", choices=["s", "ms", "ns"],
+                   help="csv: the unit of a numeric timestamp column (since 1970); required for one, never guessed")
     p.add_argument("--channels", help="comma-separated channel names")
     p.add_argument("--sigma", type=float, help="npz: Gaussian kernel width (default: std of the distances)")
     p.add_argument("--name", help="dataset name (default: from the file name)")
@@ -270,7 +330,7 @@ def run(args) -> int:
     if args.source == "dcrnn":
         import_dcrnn(a, b, args.out, key=args.key, **common)
     elif args.source == "csv":
-        import_csv(a, b, args.out, **common)
+        import_csv(a, b, args.out, time_unit=args.time_unit, **common)
     elif args.source == "npz":
         import_npz(a, b, args.out, sigma=args.sigma, **common)
     else:
