@@ -147,7 +147,8 @@ class Bench:
     def cli(self, log_name: str, *argv, timeout: float = 3600, threads: int | None = None) -> str:
         """Run `python -m pgti.cli ARGV` in a fresh process; its output goes to logs/LOG_NAME.log.
         `threads` sets OMP_NUM_THREADS (torch's intra-op threads) for commands without --threads."""
-        cmd = [sys.executable, "-m", "pgti.cli", *map(str, argv)]
+        # the suite owns OUT/logs: its own files there are replaced (OUT itself was checked up front)
+        cmd = [sys.executable, "-m", "pgti.cli", *map(str, argv), *(["--force"] if "--json" in argv else [])]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         (self.out / "logs" / f"{log_name}.log").write_text(f"$ {' '.join(cmd)}\n{done.stdout}\n{done.stderr}")
