@@ -17,17 +17,14 @@ defaults below are generic (DCRNN's recipe without early stopping): `Config()` i
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import difflib
 import hashlib
 import json
-import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgti.config_limits import MAX_KEY, check_shape, parse_toml, short
+from pgti.config_parse import check_shape, coerce_value, parse_override, parse_toml, set_key, suggest
 from pgti.errors import UserError
 from pgti.models.registry import check_hyperparameter, get_spec, model_names
 from pgti.recipe import apply_recipe
@@ -157,80 +154,8 @@ SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 # --------------------------------------------------------------------------- parsing
 
 
-def _suggest(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(options))})"
-
-
 def _section_types(section_cls) -> dict[str, typing.Any]:
     return typing.get_type_hints(section_cls)
-
-
-def _coerce(where: str, value, annotation, meta: dict):
-    """Check/convert one value against its annotation and metadata; raise UserError naming `where`."""
-    origin = typing.get_origin(annotation)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise UserError(f"{where}: expected true or false, got {value!r}")
-    elif annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"{where}: expected an integer, got {value!r}")
-    elif annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"{where}: expected a number, got {value!r}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise UserError(f"{where}: {value!r} is not a finite number")
-    elif annotation is str:
-        if isinstance(value, datetime.time):  # TOML reads 01:30:00 as a time of day
-            value = value.isoformat()
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and meta.get("numbers_ok"):
-            value = str(value)
-        if not isinstance(value, str):
-            raise UserError(f"{where}: expected a string, got {value!r}")
-    elif origin is list:
-        (item,) = typing.get_args(annotation)
-        if not isinstance(value, list):
-            raise UserError(f"{where}: expected a list like [{'0.7, 0.1, 0.2' if item is float else '...'}], got {value!r}")
-        value = [_coerce(f"{where}[{i}]", v, item, {}) for i, v in enumerate(value)]
-    elif annotation is dict:
-        if not isinstance(value, dict):
-            raise UserError(f"{where}: expected a table, got {value!r}")
-    choices, lo, hi = meta.get("choices"), meta.get("min"), meta.get("max")
-    if choices and value not in choices:
-        raise UserError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}"
-                        + (_suggest(value, choices) if isinstance(value, str) else ""))
-    if lo is not None and value < lo:
-        raise UserError(f"{where}: {value!r} is below the minimum {lo}")
-    if hi is not None and value > hi:
-        raise UserError(f"{where}: {value!r} is above the maximum {hi}")
-    return value
-
-
-def _parse_override(text: str) -> tuple[str, str, object]:
-    if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise UserError(f"--set {short(text)!r}: expected section.key=value, e.g. --set train.lr=0.001")
-    key, raw = text.split("=", 1)
-    section, name = key.strip().split(".", 1)
-    if len(key) > MAX_KEY:
-        raise UserError(f"--set {short(key)}: the key is longer than {MAX_KEY} characters; no pgti key is")
-    try:
-        value = parse_toml(f"v = {raw}", f"--set {key.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw  # a bare word: a string
-    return section, name, value
-
-
-def _set(raw: dict, section: str, name: str, value) -> None:
-    parts = [section] + name.split(".")  # model.params.hidden=32
-    target = raw
-    for depth, p in enumerate(parts[:-1], start=1):
-        target = target.setdefault(p, {})
-        if not isinstance(target, dict):
-            table = ".".join(parts[:depth])
-            raise UserError(f"--set {section}.{name}: {table} is {target!r}, not a table of keys; "
-                            f"set {table} itself, or fix the key")
-    target[parts[-1]] = value
 
 
 def _section_of(key: str) -> str | None:
@@ -259,9 +184,9 @@ def config_from_dict(raw: dict, source: str = "config", from_set: frozenset[str]
         if section not in SECTIONS:
             if not isinstance(values, dict):  # `key = value` above the first [section] header
                 owner = _section_of(section)
-                hint = f" under [{owner}]" if owner else f" under its [section]{_suggest(section, SECTIONS)}"
+                hint = f" under [{owner}]" if owner else f" under its [section]{suggest(section, SECTIONS)}"
                 raise UserError(f"{source}: key {section!r} is outside any [section]; put it{hint}")
-            raise UserError(f"{where(section)}: unknown section [{section}]{_suggest(section, SECTIONS)}")
+            raise UserError(f"{where(section)}: unknown section [{section}]{suggest(section, SECTIONS)}")
         if not isinstance(values, dict):
             raise UserError(f"{where(section)}: [{section}] must be a table of keys")
         obj = getattr(cfg, section)
@@ -270,14 +195,14 @@ def config_from_dict(raw: dict, source: str = "config", from_set: frozenset[str]
         for key, value in values.items():
             if key not in fields:
                 owner = _section_of(key)
-                hint = f" (it is {owner}.{key}, in [{owner}])" if owner else _suggest(key, fields)
+                hint = f" (it is {owner}.{key}, in [{owner}])" if owner else suggest(key, fields)
                 raise UserError(f"{where(f'{section}.{key}')}: unknown key{hint}")
-            setattr(obj, key, _coerce(where(f"{section}.{key}"), value, types[key], fields[key].metadata))
+            setattr(obj, key, coerce_value(where(f"{section}.{key}"), value, types[key], fields[key].metadata))
 
     def coerce(where: str, section: str, name: str, value):
         obj = getattr(cfg, section)
         meta = {f.name: f.metadata for f in dataclasses.fields(obj)}[name]
-        return _coerce(where, value, _section_types(type(obj))[name], meta)
+        return coerce_value(where, value, _section_types(type(obj))[name], meta)
 
     if recipe:
         cfg.recipe = apply_recipe(cfg, {f"{s}.{k}" for s, values in raw.items() for k in values}, coerce)
@@ -310,7 +235,7 @@ def validate(cfg: Config, source: str = "config", from_set: frozenset[str] = fro
     for key, value in cfg.model.params.items():
         name = where(f"model.params.{key}")
         if key not in known:
-            raise UserError(f"{name}: unknown key for model '{cfg.model.name}'{_suggest(key, known)}")
+            raise UserError(f"{name}: unknown key for model '{cfg.model.name}'{suggest(key, known)}")
         problem = check_hyperparameter(key, value, known[key])
         if problem:
             raise UserError(f"{name}: {problem} (model '{cfg.model.name}'; default {known[key]!r})")
@@ -357,8 +282,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise UserError(f"{path}: cannot read the config ({exc.strerror})") from None
     from_set = set()
     for item in overrides or []:
-        section, name, value = _parse_override(item)
-        _set(raw, section, name, value)
+        section, name, value = parse_override(item)
+        set_key(raw, section, name, value)
         from_set.add(f"{section}.{name}")
     check_shape(raw, "--set" if overrides else source)
     return config_from_dict(raw, source, frozenset(from_set), recipe=not text.startswith(RESOLVED_HEADER))

@@ -26,8 +26,8 @@ from pgti.errors import UserError
 RUN_STATE = ("config.toml", "metrics.jsonl", "train.log", "status.json", ".lock")
 
 
-def add_force_argument(p) -> None:
-    p.add_argument("--force", action="store_true", help="replace output files that already exist")
+def add_force_argument(p, help: str = "replace output files that already exist") -> None:
+    p.add_argument("--force", action="store_true", help=help)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -76,11 +76,18 @@ def check_output(path: str | os.PathLike, *, option: str = "--out", force: bool 
             raise UserError(f"{where}: is not a regular file (a device, socket or FIFO); give a file path")
         elif not force:
             raise UserError(f"{where}: exists; add --force to replace it, or choose another path")
+    if directory:  # written into right away: made now
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{where}: cannot create {path} ({exc.strerror}); choose a writable path") from None
+    # a file's missing directories are made when it is written (a refusal later leaves none behind):
+    # here the nearest existing one must take new files
     parent = path if directory else path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{where}: cannot create {parent} ({exc.strerror}); choose a writable path") from None
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{where}: {parent} is not a directory; choose another path")
     probe = parent / f".pgti-write-probe-{os.getpid()}"
     try:  # what os.access cannot tell (/proc, a read-only mount as root, a full inode table)
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -97,14 +104,21 @@ def _suffix(option: str) -> str:
 class AtomicOutput:
     """A temporary file next to `path` (`.tmp`) that `commit()` fsyncs and renames over `path`
     and `discard()` removes: `path` is never seen half-written. An OSError of either is one
-    UserError naming the path. For writers that keep the file open across calls
-    (DatasetWriter); otherwise use `atomic_output`."""
+    UserError naming the path (`option` None: the OSError itself, for callers with their own
+    message, e.g. checkpoints). Missing directories of `path` are made. For writers that keep
+    the file open across calls (DatasetWriter); otherwise use `atomic_output`."""
 
-    def __init__(self, path: str | os.PathLike, option: str = "--out"):
+    def __init__(self, path: str | os.PathLike, option: str | None = "--out"):
         self.path, self.option = Path(path), option
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}{self.path.suffix}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self.error(exc) from None
 
-    def error(self, exc: OSError) -> UserError:
+    def error(self, exc: OSError) -> Exception:
+        if self.option is None:
+            return exc
         return UserError(f"{self.option} {self.path}: cannot write it ({exc.strerror or exc}); choose a writable "
                          "path with enough space")
 
@@ -129,7 +143,7 @@ class AtomicOutput:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, option: str = "--out") -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike, *, option: str | None = "--out") -> Iterator[Path]:
     """Yield a temporary path next to `path`; when the block ends without an error the file
     there is fsynced and renamed over `path`. Any error leaves `path` untouched and removes the
     temporary file; an OSError is one UserError naming the path."""
@@ -138,6 +152,8 @@ def atomic_output(path: str | os.PathLike, *, option: str = "--out") -> Iterator
         yield out.tmp
     except OSError as exc:
         out.discard()
+        if option is None:
+            raise
         raise out.error(exc) from None
     except BaseException:
         out.discard()

@@ -189,6 +189,13 @@ def test_nonsense_sources_are_one_line_each(tmp_path, pgti_cli):
     np.savez(npz, data=np.arange(10.0))
     pd.DataFrame({"from": [0], "to": [1], "cost": [5.0]}).to_csv(dist, index=False)
     _one_line(pgti_cli("data", "import", "npz", npz, dist, "--out", out), "data: has shape (10,)")
+    np.savez(npz, data=np.nan_to_num(VALUES)[:, :, None] * 4)  # km/h, up to 280, named speed
+    _one_line(pgti_cli("data", "import", "npz", npz, dist, "--out", out, "--channels", "speed"),
+              "is outside its plausible range [0, 200]; fix or drop the source's bad readings")
+    assert pgti_cli("data", "import", "npz", npz, dist, "--out", out, "--channels", "speed", "--valid-range",
+                    "speed=0:300")[0] == 0
+    assert open_dataset(out).value_ranges == {0: (0.0, 300.0)}
+    out.unlink()
     np.savez(npz, data=np.nan_to_num(VALUES))
     for sigma in ("nan", "0", "-3"):
         _one_line(pgti_cli("data", "import", "npz", npz, dist, "--out", out, "--sigma", sigma), "must be a positive")

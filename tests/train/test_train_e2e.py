@@ -118,7 +118,8 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(reference_run, tiny_
     assert proc.returncode == -signal.SIGKILL  # really killed mid-run, not finished
     status = pgti_status(run_dir)
     assert status["state"] == "killed" and f"(PID {proc.pid}, " in status["reason"], status
-    assert status["global_step"] >= 8 and status["checkpoint"] is not None
+    # (its status was written at the step-4 checkpoint at least; the kill may beat step 8's)
+    assert status["global_step"] >= 4 and status["checkpoint"] >= "step-000000008.pt"
     resumed = run_train(tiny_data, run_dir, "checkpoint.every_steps=4", "--resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout + resumed.stderr
@@ -259,9 +260,8 @@ def test_predict_never_overwrites_the_run_or_its_dataset(reference_run, tiny_dat
     ref_dir, _ = reference_run
     checkpoint = sorted((ref_dir / "checkpoints").glob("step-*.pt"))[-1]
     relative = Path(os.path.relpath(tiny_data, tmp_path))
-    for target, cwd, words in ((tiny_data, None, "is also an input file"), (relative, tmp_path, "is also an input file"),
-                               (checkpoint, None, "is part of the run in"),
-                               (ref_dir / "config.toml", None, "is part of the run in")):
+    # (the absolute dataset path and config.toml: tests/test_outputs.py, without a process each)
+    for target, cwd, words in ((relative, tmp_path, "is also an input file"), (checkpoint, None, "is part of the run in")):
         before = (tmp_path / target if cwd else target).read_bytes()
         proc = run_pgti("predict", ref_dir.resolve(), "--out", target, "--force", cwd=cwd)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]

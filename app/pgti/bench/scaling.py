@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pgti.bench.bounds import at_least, counts
 from pgti.errors import UserError
-from pgti.outputs import check_output, write_text_output
+from pgti.outputs import add_force_argument, check_output, write_text_output
 
 MPIRUN_ARGS_ENV = "PGTI_MPIRUN_ARGS"  # extra mpirun arguments, as in the job scripts
 
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
                    help="spread each W that is a multiple of it over this many hosts (--map-by ppr:W/H:node; the "
                         "hosts come from the allocation or a --hostfile in $PGTI_MPIRUN_ARGS)")
     p.add_argument("--json", help="also write the runs and their summary here")
-    p.add_argument("--force", action="store_true", help="replace an existing --json file")
+    add_force_argument(p, help="replace an existing --json file")
     p.add_argument("--work-dir", help="where the runs' directories go (default: a temporary directory under "
                                       "$TMPDIR); with --hosts, on a filesystem every host sees")
     args = p.parse_args(argv)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pgti.bench import machine, report
 from pgti.errors import UserError
-from pgti.outputs import check_output
+from pgti.outputs import add_force_argument, check_output, write_text_output
 
 SECTIONS = ("epoch", "memory", "loader", "model", "scaling")
 
@@ -52,7 +52,7 @@ FULL = {
 
 def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output directory: report.md, results.json, *.png")
-    p.add_argument("--force", action="store_true", help="measure again into an --out that holds earlier results")
+    add_force_argument(p, help="measure again into an --out that holds earlier results")
     p.add_argument("--quick", action="store_true", help="CI smoke configuration: tiny data, few steps (minutes)")
     p.add_argument("--data-dir", help="where the synthetic datasets are made and reused (default OUT/data)")
     p.add_argument("--pems", help="a full-PeMS pgti file: also measure pgti's node memory on it (takes minutes)")
@@ -151,7 +151,7 @@ class Bench:
         cmd = [sys.executable, "-m", "pgti.cli", *map(str, argv), *(["--force"] if "--json" in argv else [])]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        (self.out / "logs" / f"{log_name}.log").write_text(f"$ {' '.join(cmd)}\n{done.stdout}\n{done.stderr}")
+        write_text_output(self.out / "logs" / f"{log_name}.log", f"$ {' '.join(cmd)}\n{done.stdout}\n{done.stderr}")
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
             raise RuntimeError(f"`pgti {' '.join(map(str, argv))}` failed (exit {done.returncode}):\n{tail}")

@@ -115,7 +115,6 @@ class DatasetWriter:
         self.channels = list(channels)
         self._out = AtomicOutput(self.path)  # pgti.outputs: temp file, fsync, rename; errors are one line
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = h5py.File(self._out.tmp, "w")
         except OSError as exc:
             raise self._out.error(exc) from None

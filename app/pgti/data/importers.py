@@ -90,10 +90,12 @@ def dense_to_edges(adj: np.ndarray, source: Path, n: int) -> tuple[np.ndarray, n
     return np.stack([src, dst]).astype(np.int64), adj[src, dst].astype(np.float32)
 
 
-def _save(out, signals, timestamps, node_ids, edge_index, edge_weight, channels, interval, name, n_missing, source):
+def _save(out, signals, timestamps, node_ids, edge_index, edge_weight, channels, interval, name, n_missing, source,
+          valid_range=None):
     channels = list(channels) if channels else [f"ch{i}" for i in range(signals.shape[2])]
     if len(channels) != signals.shape[2]:
         raise UserError(f"--channels names {len(channels)} channels but {source} has {signals.shape[2]}")
+    attrs = {"imported_from": str(source), **_range_attrs(valid_range or [], channels)}
     order = np.argsort(timestamps, kind="stable")
     if np.any(np.diff(timestamps[order]) == 0):
         i = int(np.flatnonzero(np.diff(timestamps[order]) == 0)[0])
@@ -103,21 +105,39 @@ def _save(out, signals, timestamps, node_ids, edge_index, edge_weight, channels,
         raise file_error(source, "timestamps", "not sorted in time", "sort the source by time before importing")
     ids = [str(i) for i in node_ids]
     where = SimpleNamespace(path=source, channels=channels, missing_value=0.0, timestamps=timestamps, node_ids=ids,
-                            value_ranges=value_ranges(channels, {}))
+                            value_ranges=value_ranges(channels, attrs),
+                            range_fix="give the channel's range with --valid-range NAME=LO:HI")
     check_ranges(where, signals, 0)  # garbage is refused here, not at the first training run
     path = write_dataset(out, signals, timestamps, node_ids=ids, channels=channels,
                          interval_seconds=interval, edge_index=edge_index, edge_weight=edge_weight,
-                         name=name, attrs={"imported_from": str(source)})
+                         name=name, attrs=attrs)
     info = open_dataset(path)  # validate what we wrote
     print(f"wrote {path}: T={info.num_steps} N={info.num_nodes} C={info.num_channels} E={info.num_edges}; "
           f"{n_missing} missing readings (NaN) stored as {info.missing_value:g}")
     return path
 
 
+def _range_attrs(items: list[str], channels: list[str]) -> dict:
+    """`--valid-range NAME=LO:HI` items -> attrs valid_min / valid_max (NaN where not given)."""
+    if not items:
+        return {}
+    low, high = np.full(len(channels), np.nan), np.full(len(channels), np.nan)
+    for item in items:
+        name, _, bounds = item.partition("=")
+        lo, _, hi = bounds.partition(":")
+        try:
+            c = channels.index(name)
+            low[c], high[c] = float(lo) if lo else -np.inf, float(hi) if hi else np.inf
+        except ValueError:
+            raise UserError(f"--valid-range {item!r}: give NAME=LO:HI with NAME one of {', '.join(channels)} and "
+                            "numbers LO, HI (either may be empty)") from None
+    return {"valid_min": low, "valid_max": high}
+
+
 # --------------------------------------------------------------------------- sources
 
 
-def import_dcrnn(h5, adj_pkl, out, key=None, start=None, interval=None, channels=None, name=None):
+def import_dcrnn(h5, adj_pkl, out, key=None, start=None, interval=None, channels=None, name=None, valid_range=None):
     import pandas as pd
 
     h5, adj_pkl = _need(h5), _need(adj_pkl)
@@ -160,7 +180,7 @@ def import_dcrnn(h5, adj_pkl, out, key=None, start=None, interval=None, channels
         timestamps = _timestamps(len(frame), start, interval, h5)
     edge_index, edge_weight = dense_to_edges(adj, adj_pkl, len(columns))
     return _save(out, values[:, :, None], timestamps, columns, edge_index, edge_weight, channels or ["speed"],
-                 _interval_of(timestamps, interval), name or Path(h5).stem, n_missing, h5)
+                 _interval_of(timestamps, interval), name or Path(h5).stem, n_missing, h5, valid_range=valid_range)
 
 
 def _warn_short_rows(csv: Path, fields: int) -> None:
@@ -175,7 +195,7 @@ def _warn_short_rows(csv: Path, fields: int) -> None:
               f"{short[0]}); their missing fields are stored as missing readings", file=sys.stderr)
 
 
-def import_csv(csv, adj_csv, out, start=None, interval=None, channels=None, name=None, time_unit=None):
+def import_csv(csv, adj_csv, out, start=None, interval=None, channels=None, name=None, time_unit=None, valid_range=None):
     import pandas as pd
 
     csv, adj_csv = _need(csv), _need(adj_csv)
@@ -210,7 +230,7 @@ def import_csv(csv, adj_csv, out, start=None, interval=None, channels=None, name
     values, n_missing = _clean(numeric.to_numpy(dtype=np.float64), csv, "values")
     edge_index, edge_weight = dense_to_edges(adj, adj_csv, values.shape[1])
     return _save(out, values[:, :, None], timestamps, list(frame.columns), edge_index, edge_weight,
-                 channels or ["speed"], _interval_of(timestamps, interval), name or csv.stem, n_missing, csv)
+                 channels or ["speed"], _interval_of(timestamps, interval), name or csv.stem, n_missing, csv, valid_range=valid_range)
 
 
 def distance_kernel(distance_csv: Path, n: int, sigma: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -251,7 +271,7 @@ def distance_kernel(distance_csv: Path, n: int, sigma: float | None = None) -> t
     return edge_index.astype(np.int64), edge_weight
 
 
-def import_npz(npz, distance_csv, out, start=None, interval=None, channels=None, name=None, sigma=None):
+def import_npz(npz, distance_csv, out, start=None, interval=None, channels=None, name=None, sigma=None, valid_range=None):
     npz, distance_csv = _need(npz), _need(distance_csv)
     try:
         archive = np.load(npz)
@@ -275,10 +295,10 @@ def import_npz(npz, distance_csv, out, start=None, interval=None, channels=None,
         channels = ["flow"]  # PEMS03/07
     timestamps = _timestamps(values.shape[0], start or "2018-01-01", interval or 300, npz)
     return _save(out, values, timestamps, range(values.shape[1]), edge_index, edge_weight, channels,
-                 interval or 300, name or npz.stem, n_missing, npz)
+                 interval or 300, name or npz.stem, n_missing, npz, valid_range=valid_range)
 
 
-def import_pgt(node_values, adj_mat, out, start=None, interval=None, channels=None, name=None):
+def import_pgt(node_values, adj_mat, out, start=None, interval=None, channels=None, name=None, valid_range=None):
     node_values, adj_mat = _need(node_values), _need(adj_mat)
     try:
         values = np.load(node_values)
@@ -297,7 +317,7 @@ def import_pgt(node_values, adj_mat, out, start=None, interval=None, channels=No
     edge_index, edge_weight = dense_to_edges(adj, adj_mat, values.shape[1])
     timestamps = _timestamps(values.shape[0], start, interval, node_values)
     return _save(out, values, timestamps, range(values.shape[1]), edge_index, edge_weight, channels,
-                 interval, name or node_values.parent.name or "pgt", n_missing, node_values)
+                 interval, name or node_values.parent.name or "pgt", n_missing, node_values, valid_range=valid_range)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -315,6 +335,8 @@ def add_arguments(p) -> None:
     p.add_argument("--key", help="dcrnn: the pandas key (default: df or speed)")
     p.add_argument("--start", help="first timestamp (ISO) when the source has none")
     p.add_argument("--interval", type=int, help="seconds between readings when the source has no timestamps")
+    p.add_argument("--valid-range", action="append", metavar="NAME=LO:HI",
+                   help="a channel's plausible range (stored in the file; default: speed 0:200; repeatable)")
     p.add_argument("--time-unit", choices=["s", "ms", "ns"],
                    help="csv: the unit of a numeric timestamp column (since 1970); required for one, never guessed")
     p.add_argument("--channels", help="comma-separated channel names")
@@ -324,7 +346,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     channels = args.channels.split(",") if args.channels else None
-    common = dict(start=args.start, interval=args.interval, channels=channels, name=args.name)
+    common = dict(start=args.start, interval=args.interval, channels=channels, name=args.name,
+                  valid_range=args.valid_range)
     a, b = args.inputs
     check_output(args.out, force=args.force, reads=(a, b))
     if args.source == "dcrnn":

@@ -21,7 +21,7 @@ import numpy as np
 from pgti.errors import file_error
 
 DEFAULT_RANGES = {"speed": (0.0, 200.0)}  # mph: PeMS and METR-LA (free flow ~65-70)
-_REMAKE = "restore the file from its source or a backup, or re-create it (`pgti data import` / `pgti data synth`)"
+_RESTORE = "restore the file from its source or a backup, or re-create it (`pgti data import` / `pgti data synth`)"
 
 
 def value_ranges(channels: list[str], attrs: dict) -> dict[int, tuple[float, float]]:
@@ -55,8 +55,8 @@ def check_ranges(info, block: np.ndarray, t0: int) -> None:
                          f"{info.channels[c]} reading {value:.6g} at step {t0 + step} ({_when(info, t0 + step)}), "
                          f"sensor {info.node_ids[sensor]} is outside its plausible range [{lo:g}, {hi:g}]",
                          "fix or drop the source's bad readings (or store them as the missing value "
-                         f"{info.missing_value:g}); if the range is wrong for these data, set the file's attrs "
-                         "valid_min/valid_max")
+                         f"{info.missing_value:g}); if the range is wrong for these data, "
+                         + getattr(info, "range_fix", "set the file's attrs valid_min/valid_max"))
 
 
 def _when(info, step: int) -> str:
@@ -67,7 +67,11 @@ def locate_bad_chunk(info, t0: int, t1: int):
     """The error to raise for a failed read of steps [t0, t1): one naming the first chunk that
     does not read (a checksum mismatch), or None when every chunk reads on its own."""
     step = info.chunk_steps or (t1 - t0)
-    with h5py.File(info.path, "r") as f:
+    try:
+        f = h5py.File(info.path, "r")
+    except OSError:
+        return None  # (the caller's own message)
+    with f:
         signals = f["signals"]
         first = (t0 // step) * step
         for c0 in range(first, t1, step):
@@ -78,7 +82,7 @@ def locate_bad_chunk(info, t0: int, t1: int):
                 kind = "checksum mismatch (fletcher32)" if info.checksummed else f"unreadable chunk ({exc})"
                 return file_error(info.path, "/signals",
                                   f"{kind} in steps [{c0}, {c1}) ({_when(info, c0)} .. {_when(info, c1 - 1)}): "
-                                  "the file is corrupt", _REMAKE)
+                                  "the file is corrupt", _RESTORE)
     return None
 
 

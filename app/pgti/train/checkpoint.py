@@ -21,40 +21,26 @@ import os
 import re
 from pathlib import Path
 
-import torch
-
 from pgti.errors import UserError
+from pgti.outputs import atomic_output
 
 log = logging.getLogger("pgti.checkpoint")
 STEP_NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write_bytes(path: Path, write) -> None:
-    """Call `write(fileobj)` into a temp file next to `path`, fsync, rename into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    """Call `write(fileobj)` into a temp file next to `path`, fsync, rename into place
+    (`pgti.outputs.atomic_output`; an OSError stays one, for the caller's own message)."""
+    with atomic_output(path, option=None) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 def _serialize(state: dict) -> memoryview:
     """The checkpoint's bytes, made in memory (weights and optimizer state: megabytes), so the
     file is written by plain writes: a full disk is then an OSError naming the errno (torch's
     zip writer turns a failing write into an opaque RuntimeError)."""
+    import torch
+
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getbuffer()
@@ -144,6 +130,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", required=INFERE
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint; list the run's checkpoints/ directory")
+    import torch
+
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - truncated/corrupt files raise many kinds of errors
@@ -198,14 +186,22 @@ def check_config_hash(path, state: dict, config_hash: str, ignore_config: bool =
         "to continue these weights under this config")
 
 
+def newest_first(manager: CheckpointManager) -> list[Path]:
+    """The step checkpoints, newest (highest step) first, the `latest` pointer's target among
+    them: the order in which both resuming and inference try them."""
+    candidates = manager.step_checkpoints()
+    pointed = manager.latest()
+    if pointed and pointed not in candidates:
+        candidates.append(pointed)
+    return sorted(candidates, key=lambda p: int(STEP_NAME.match(p.name).group(1)), reverse=True)
+
+
 def load_newest(manager: CheckpointManager, which: str) -> tuple[Path, dict]:
     """The checkpoint inference uses: `which` = "best" (best.pt, else the newest step
     checkpoint) or "latest" (the newest step checkpoint). One that does not load is skipped
     with a warning naming it, as `--resume auto` does; UserError when none loads."""
-    steps = manager.step_checkpoints()
-    pointed = manager.latest()  # the pointer's target first (an edited pointer is ignored with a warning)
     candidates = ([manager.best_path] if which == "best" and manager.best_path.is_file() else []) + \
-        ([pointed] if pointed else []) + [p for p in steps if p != pointed]
+        newest_first(manager)
     for path in candidates:
         try:
             return path, load_checkpoint(path)
@@ -225,12 +221,7 @@ def find_resumable(manager: CheckpointManager, config_hash: str, ignore_config: 
 
     Candidates: the `latest` pointer's target first, then every step checkpoint newest first.
     """
-    candidates = []
-    pointed = manager.latest()
-    for p in ([pointed] if pointed else []) + manager.step_checkpoints():
-        if p not in candidates:
-            candidates.append(p)
-    candidates.sort(key=lambda p: int(STEP_NAME.match(p.name).group(1)), reverse=True)
+    candidates = newest_first(manager)
     for path in candidates:
         try:
             state = load_checkpoint(path, required=RESUME_KEYS)

@@ -60,7 +60,8 @@ def run(args) -> int:
         from pgti.train.loop import train
         from pgti.train.rundir import RunDir
 
-        taken_over = run_on_root(world, hold, run_dir, args.lock_wait)  # one job per run directory, before any write
+        # one job per run directory, taken before anything is written there
+        taken_over = run_on_root(world, hold, run_dir, args.lock_wait, lambda: stop.reason)
         run_on_root(world, RunDir(run_dir).prepare)
         check_visible_on_every_node(world, run_dir)  # a requeue on other nodes must find the checkpoints
         run_on_root(world, RunDir(run_dir).check_start, args.resume)  # before anything is written there

@@ -1,21 +1,23 @@
 """One job per run directory: rank 0 holds `R/.lock` while a `pgti train` runs.
 
-The lock is an exclusive `flock` on `R/.lock` (taken without blocking) plus a record in that
-file: host, PID, process start time, boot id, job id, command and start time. The holder
-refreshes the file's mtime every `heartbeat` seconds from a daemon thread.
+Taking it. The lock *is* the file `R/.lock`, created atomically with its whole record: the
+record is written to a temporary file and hard-linked to `R/.lock` (`link()` fails if the
+name exists, and is atomic on local filesystems, NFS, Lustre and GPFS alike, whatever their
+flock options). The record holds host, PID, the process's start time, the boot id, the job id,
+the start time and the command. The holder then also takes a `flock` on it (where flock works)
+and refreshes the file's mtime every `heartbeat` seconds from a daemon thread.
 
-- A second job is refused at once (UserError: one line naming the holder, exit 2); nothing in
-  R is touched. A later start of the *same* batch job (a Slurm requeue, a PBS rerun: the same
-  job id) instead waits up to `wait` seconds for its previous start to let go, saying so.
-- A lock left by a dead holder is taken over, with a warning: on the holder's own host when
-  its PID is gone (or is another process, or the host rebooted); from any host when the
-  heartbeat is older than `stale_after` (5 heartbeats), e.g. a node lost with its processes.
-- flock is released by the kernel when its holder dies (SIGKILL included). Where a
-  filesystem has no flock (ENOLCK / ENOSYS / EOPNOTSUPP: Lustre mounted `noflock`, NFS
-  `nolock`), or `PGTI_RUN_LOCK=excl`, the lock is the O_EXCL creation of the same file with
-  the same record, and the same takeover rules. Where flock is only node-local (Lustre
-  `localflock`, NFS `local_lock=flock`), the record still refuses a holder on another host
-  whose heartbeat is fresh.
+When `R/.lock` exists, its holder is judged:
+- on this host (same boot): alive while its PID runs the same process (start time); a holder
+  suspended for hours is still alive, one killed by SIGKILL or the OOM killer is gone at once;
+- on another host: alive while it holds its flock (where flock is coherent across nodes),
+  else while its heartbeat is younger than `stale_after` (5 heartbeats): a lost node's lock
+  is taken over after that.
+A live holder refuses the start with one line naming it (UserError, exit 2), and nothing in R
+is touched, unless it is an earlier start of the *same* batch job (a Slurm requeue, a PBS
+rerun: the same job id): then the start waits up to `wait` seconds for it to go. A dead
+holder's file is removed under a short takeover lock (`R/.lock.takeover`, O_EXCL), after
+checking it is still the very file judged (inode and mtime), and the start retries.
 
 No torch, no MPI: `pgti status` reads the record with `read_record` and `holder_alive`.
 """
@@ -28,6 +30,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -37,10 +40,11 @@ from pathlib import Path
 from pgti.errors import UserError
 
 log = logging.getLogger("pgti.train")
-LOCK_NAME = ".lock"
-HEARTBEAT_ENV, MODE_ENV = "PGTI_LOCK_HEARTBEAT", "PGTI_RUN_LOCK"
+LOCK_NAME, TAKEOVER_NAME = ".lock", ".lock.takeover"
+HEARTBEAT_ENV, FLOCK_ENV = "PGTI_LOCK_HEARTBEAT", "PGTI_RUN_LOCK"
 DEFAULT_HEARTBEAT_S = 30.0
 _NO_FLOCK = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
+_NO_LINK = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 JOB_ID_VARS = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "FLUX_JOB_ID", "COBALT_JOBID")
 
 
@@ -72,180 +76,230 @@ def heartbeat_seconds() -> float:
                         f"unset it (default {DEFAULT_HEARTBEAT_S:g})") from None
 
 
-def own_record(heartbeat: float, mode: str) -> dict:
+def use_flock() -> bool:
+    mode = os.environ.get(FLOCK_ENV, "flock")
+    if mode not in ("flock", "noflock"):
+        raise UserError(f"{FLOCK_ENV}={mode!r}: choose flock (default) or noflock (a filesystem whose flock hangs "
+                        "or misbehaves: liveness then comes from PIDs and heartbeats alone)")
+    return mode == "flock"
+
+
+def own_record(heartbeat: float) -> dict:
     now = time.time()
     return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _start_ticks(os.getpid()),
             "boot_id": _boot_id(), "job_id": job_id(), "started": now,
             "started_utc": datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-            "heartbeat_s": heartbeat, "stale_after_s": 5 * heartbeat, "mode": mode, "command": " ".join(sys.argv)}
+            "heartbeat_s": heartbeat, "stale_after_s": 5 * heartbeat, "command": " ".join(sys.argv)}
 
 
 def read_record(path: Path) -> tuple[dict | None, float | None]:
-    """(the record or None if empty/unreadable, seconds since the last heartbeat) of a lock
-    file; (None, None) when there is none."""
+    """(the record, or None if empty or unreadable; seconds since the last heartbeat) of a
+    lock file; (None, None) when there is none."""
+    return _read(path)[:2]
+
+
+def _read(path: Path):
+    """read_record's (record, age), and the identity (device, inode, mtime) of the very file
+    read: a takeover must remove that file and no other."""
     try:
-        with open(path, "rb") as fh:
-            age = time.time() - os.fstat(fh.fileno()).st_mtime
-            text = fh.read(65536)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return None, None
+        return None, None, None
+    except OSError:  # another user's 0600 file
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None, None, None
+        return None, time.time() - st.st_mtime, (st.st_dev, st.st_ino, st.st_mtime_ns)
     try:
-        record = json.loads(text)
-    except ValueError:
-        return None, age
-    return (record if isinstance(record, dict) else None), age
+        st = os.fstat(fd)
+        identity, age = (st.st_dev, st.st_ino, st.st_mtime_ns), time.time() - st.st_mtime
+        try:
+            record = json.loads(os.read(fd, 65536))
+        except (OSError, ValueError):  # a directory, garbage
+            return None, age, identity
+    finally:
+        os.close(fd)
+    return (record if isinstance(record, dict) else None), age, identity
 
 
-def holder_alive(record: dict, age: float) -> bool | None:
-    """True/False when it can be told (the holder is on this host, or its heartbeat is stale);
-    None when the holder is on another host with a fresh heartbeat (alive as far as anyone
-    here can tell)."""
+def holder_alive(record: dict, age: float, flocked: bool | None = None) -> bool | None:
+    """True/False when it can be told; None when the holder is on another host with a fresh
+    heartbeat (alive as far as anyone here can tell). `flocked`: whether someone holds a flock
+    on the file (None: not probed)."""
+    if record.get("host") == socket.gethostname() and record.get("boot_id", "") == _boot_id():
+        pid = int(record.get("pid") or 0)
+        return pid > 0 and _start_ticks(pid) is not None and _start_ticks(pid) == record.get("pid_start")
+    if record.get("host") == socket.gethostname():
+        return False  # this host rebooted since
+    if flocked:
+        return True
     if age > float(record.get("stale_after_s", 5 * DEFAULT_HEARTBEAT_S)):
         return False
-    if record.get("host") != socket.gethostname():
-        return None
-    if record.get("boot_id") and record["boot_id"] != _boot_id():
-        return False
-    pid = int(record.get("pid", 0))
-    return pid > 0 and _start_ticks(pid) is not None and _start_ticks(pid) == record.get("pid_start")
+    return None
 
 
 def describe(record: dict | None, age: float | None) -> str:
     if record is None:
-        return "an unknown holder (the lock file has no record yet)"
+        return "an unknown holder (its lock file has no readable record)"
     job = f", job {record['job_id']}" if record.get("job_id") else ""
     beat = f", heartbeat {age:.0f} s ago" if age is not None else ""
     return f"host {record.get('host')} (PID {record.get('pid')}{job}, since {record.get('started_utc')}{beat})"
 
 
+def _flock_probe(path: Path) -> bool | None:
+    """Whether someone holds a flock on `path` (None: no flock here, or the file is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        return True if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) else None
+    finally:
+        os.close(fd)  # (releases a flock we took)
+    return False
+
+
 class RunLock:
     """The lock on one run directory, held by this process (`acquire`, then `release`)."""
 
-    def __init__(self, run_dir: str | os.PathLike, wait: float = 300.0):
+    def __init__(self, run_dir: str | os.PathLike, wait: float = 300.0, stopped=None):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_NAME
-        self.wait = wait
+        self.wait, self.stopped = wait, stopped or (lambda: None)
         self.heartbeat = heartbeat_seconds()
+        self.flock = use_flock()
         self.fd: int | None = None
         self.note = ""  # a takeover of a dead holder's lock, for the run's log
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def acquire(self) -> "RunLock":
-        mode = os.environ.get(MODE_ENV, "flock")
-        if mode not in ("flock", "excl"):
-            raise UserError(f"{MODE_ENV}={mode!r}: choose flock (default) or excl (O_EXCL lock files, for "
-                            "filesystems without a cluster-wide flock)")
         deadline, said = time.monotonic() + self.wait, False
         while True:
-            taken, record, age = (self._try_flock() if mode == "flock" else (None, None, None))
-            if taken is None:  # no flock on this filesystem (or excl asked for)
-                mode = "excl"
-                taken, record, age = self._try_excl()
-            if taken:
-                self._start(mode)
+            if self._create():
                 return self
-            if not (record and record.get("job_id") and record["job_id"] == job_id()
-                    and time.monotonic() < deadline):
-                elsewhere = record and record.get("host") != socket.gethostname()
-                stale = f" (a holder killed there is taken over {record.get('stale_after_s', 0):.0f} s after its last " \
-                        "heartbeat)" if elsewhere else ""
-                raise UserError(f"--run-dir {self.run_dir}: in use by another pgti train on {describe(record, age)}"
-                                f"{stale}; wait for it to end (pgti status {self.run_dir} shows it), or give another "
-                                "--run-dir")
+            record, age, identity = self._read_settled()
+            if identity is None:
+                continue  # released just now: try again
+            flocked = _flock_probe(self.path) if self.flock else None
+            # an unreadable record (corrupt, or another user's 0600 file): alive while its mtime is fresh
+            alive = holder_alive(record, age, flocked) if record else (None if age < 5 * self.heartbeat else False)
+            if alive is False:
+                self._take_over(record, age, identity)
+                continue
+            if not (record and record.get("job_id") and record["job_id"] == job_id() and time.monotonic() < deadline):
+                raise UserError(self._refusal(record, age, flocked))
+            if self.stopped():
+                raise UserError(f"--run-dir {self.run_dir}: stopped by {self.stopped()} while waiting for an earlier "
+                                "start of this job to let go; nothing was written")
             if not said:
                 log.warning("--run-dir %s: an earlier start of this job (%s) still holds it: waiting up to %.0f s for "
                             "it to exit", self.run_dir, describe(record, age), self.wait)
                 said = True
             time.sleep(min(1.0, self.heartbeat))
 
-    def _try_flock(self):
-        """(True, ...) when taken; (False, record, age) when held; (None, ...) without flock."""
-        for _ in range(20):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno in _NO_FLOCK:
-                    return None, None, None
-                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    raise
-                return (False, *self._read_settled())
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False  # the holder removed it on release between our open and flock
-            if not same:
-                os.close(fd)
-                continue
-            record, age = read_record(self.path)
-            if record and age is not None and record.get("pid") != os.getpid() and holder_alive(record, age) is None:
-                os.close(fd)  # flock is node-local here: the record names a live holder elsewhere
-                return False, record, age
-            self.fd = fd
-            self._take_over_note(record, age)
-            return True, None, None
-        raise UserError(f"{self.path}: the lock file keeps being replaced; is another job starting there?")
+    def _refusal(self, record, age, flocked) -> str:
+        text = f"--run-dir {self.run_dir}: in use by another pgti train on {describe(record, age)}"
+        if record and record.get("host") != socket.gethostname():
+            text += (" (it still holds its flock: if that host is down, remove the lock file once you are sure)"
+                     if flocked else f" (taken over {record.get('stale_after_s', 0):.0f} s after its last heartbeat "
+                     "if that host is down)")
+        return text + f"; wait for it to end (pgti status {self.run_dir} shows it), or give another --run-dir"
 
-    def _try_excl(self):
-        for _ in range(20):
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            except FileExistsError:
-                record, age = self._read_settled()
-                if record is None and age is None:
-                    continue  # released meanwhile
-                if (holder_alive(record, age) is not False) if record else (age is not None and age < 10):
-                    return False, record, age
-                self._remove_stale(record, age)
-                continue
-            self.fd = fd
-            return True, None, None
-        raise UserError(f"{self.path}: the lock file keeps being replaced; is another job starting there?")
-
-    def _read_settled(self):
-        """The holder's record; a file still being written (empty) is read again shortly."""
-        for _ in range(10):
-            record, age = read_record(self.path)
-            if record is not None or age is None or age > 2:
-                return record, age
-            time.sleep(0.1)
-        return record, age
-
-    def _remove_stale(self, record, age) -> None:
-        """Move a dead holder's lock file aside; only if it is still the one that was judged."""
-        aside = self.path.with_name(f"{LOCK_NAME}.stale-{socket.gethostname()}-{os.getpid()}")
+    def _create(self) -> bool:
+        """Create R/.lock with our whole record at once (link of a written temp file); False if it exists."""
+        data = json.dumps(own_record(self.heartbeat)).encode()
+        tmp = self.run_dir / f".lock.tmp-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return
-        if read_record(aside)[0] != record:  # another process replaced it in between: give it back
-            with contextlib.suppress(OSError):
-                os.link(aside, self.path)
-        else:
-            self._take_over_note(record, age)
-        aside.unlink(missing_ok=True)
+            os.write(fd, data)
+            os.fsync(fd)
+            try:
+                os.link(tmp, self.path)  # the file, record and all, appears at once or not at all
+            except FileExistsError:
+                os.close(fd)
+                return False
+            except OSError as exc:
+                if os.fstat(fd).st_nlink == 2:  # NFS: the reply was lost, the link was made
+                    pass
+                elif exc.errno in _NO_LINK:  # no hard links here: O_EXCL, record written right after
+                    os.close(fd)
+                    return self._create_excl(data)
+                else:
+                    os.close(fd)
+                    raise
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._start(fd)  # (the fd is the lock file's inode: no second lookup by name)
+        return True
 
-    def _take_over_note(self, record, age) -> None:
-        if record and record.get("pid") is not None:
-            self.note = f"--run-dir {self.run_dir}: took over the lock left by {describe(record, age)}: that holder is gone"
+    def _create_excl(self, data: bytes) -> bool:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return False
+        os.write(fd, data)
+        os.fsync(fd)
+        self._start(fd)
+        return True
 
-    def _start(self, mode: str) -> None:
-        data = json.dumps(own_record(self.heartbeat, mode)).encode()
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, data, 0)
-        os.fsync(self.fd)
-        self._thread = threading.Thread(target=self._beat, name="pgti-lock-heartbeat", daemon=True)
-        self._thread.start()
+    def _start(self, fd: int) -> None:
+        self.fd = fd
+        if self.flock:
+            for _ in range(20):  # a contender's probe holds it for microseconds
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno in _NO_FLOCK:
+                        break
+                    time.sleep(0.05)
+        threading.Thread(target=self._beat, name="pgti-lock-heartbeat", daemon=True).start()
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat):
             with contextlib.suppress(OSError):
                 os.utime(self.fd)
 
+    def _read_settled(self):
+        """The holder's (record, age, identity); a file still being written (O_EXCL fallback) is
+        read again shortly."""
+        for _ in range(10):
+            record, age, identity = _read(self.path)
+            if record is not None or age is None or age > 2:
+                return record, age, identity
+            time.sleep(0.1)
+        return record, age, identity
+
+    def _take_over(self, record, age, judged) -> None:
+        """Remove a dead holder's lock file if it is still the very file judged (`judged`: its
+        device, inode and mtime when its record was read); one contender at a time."""
+        guard = self.run_dir / TAKEOVER_NAME
+        try:
+            fd = os.open(guard, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                if time.time() - os.stat(guard).st_mtime > 60:  # a contender died in its takeover
+                    os.unlink(guard)
+            time.sleep(0.2)
+            return
+        try:
+            now = os.stat(self.path)
+            if (now.st_dev, now.st_ino, now.st_mtime_ns) == judged:
+                os.unlink(self.path)
+                if record and record.get("pid") is not None:
+                    self.note = (f"--run-dir {self.run_dir}: took over the lock left by {describe(record, age)}: "
+                                 "that holder is gone")
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+            os.unlink(guard)
+
     def release(self) -> None:
-        """Remove the lock file (while still holding it), then let go."""
+        """Remove the lock file (if it is still ours), then let go."""
         if self.fd is None:
             return
         self._stop.set()
@@ -259,10 +313,11 @@ class RunLock:
 _HELD: RunLock | None = None  # the lock this process holds (rank 0 of a training job)
 
 
-def hold(run_dir: str | os.PathLike, wait: float = 300.0) -> str:
-    """Take the run directory's lock for the rest of this process (released at exit; a
-    killed process's flock is released by the kernel). Creates the directory itself only.
-    Returns a note to log when a dead holder's lock was taken over, else ""."""
+def hold(run_dir: str | os.PathLike, wait: float = 300.0, stopped=None) -> str:
+    """Take the run directory's lock for the rest of this process (released at exit; a killed
+    holder's lock is judged dead by its successor). Creates the directory itself only.
+    `stopped()`: the name of a stop signal received while waiting, if any. Returns a note to
+    log when a dead holder's lock was taken over, else ""."""
     global _HELD
     path = Path(run_dir)
     try:
@@ -272,10 +327,10 @@ def hold(run_dir: str | os.PathLike, wait: float = 300.0) -> str:
     except OSError as exc:
         raise UserError(f"--run-dir {path}: cannot create it ({exc.strerror}); choose a writable --run-dir") from None
     try:
-        _HELD = RunLock(path, wait).acquire()
-    except PermissionError:
-        raise UserError(f"--run-dir {path}: cannot write its lock file {path / LOCK_NAME}; choose a writable "
-                        "--run-dir") from None
+        _HELD = RunLock(path, wait, stopped).acquire()
+    except OSError as exc:
+        raise UserError(f"--run-dir {path}: cannot write its lock file {path / LOCK_NAME} ({exc.strerror}); choose a "
+                        "writable --run-dir") from None
     import atexit
 
     atexit.register(release_held)

@@ -20,19 +20,15 @@ import socket
 import time
 from pathlib import Path
 
+from pgti.errors import UserError
+from pgti.outputs import write_text_output
+
 log = logging.getLogger("pgti.train")
 STATUS_NAME = "status.json"
 TENSORBOARD_DIR = "tensorboard"
 STATES = ("running", "stopped", "finished", "early-stopped", "diverged", "failed")
 _EVERY_S = 5.0  # status.json rewrites while steps run (a metadata operation each: cheap on Lustre too)
 REPORT_STEPS = (3, 6, 12)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Readers see the old or the new file, never half of one (no fsync: a status, not state)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 class Monitor:
@@ -54,7 +50,8 @@ class Monitor:
         self._last_write, self._recent = 0.0, []
         self.board = None
         if self.active and cfg.log.tensorboard:
-            self.board = _open_board(Path(run_dir) / TENSORBOARD_DIR, state.global_step if resumed else None,
+            # (a start without a checkpoint purges too: a predecessor killed before its first one)
+            self.board = _open_board(Path(run_dir) / TENSORBOARD_DIR, state.global_step,
                                      None if resumed else config_text)
         if self.active:
             self._write()
@@ -120,10 +117,10 @@ class Monitor:
 
     def _write(self) -> None:
         self.status["updated"] = self._last_write = time.time()
-        try:
-            write_json_atomic(self.path, self.status)
-        except OSError as exc:  # a full disk must not end training over a status file
-            log.warning("cannot write %s: %s", self.path, exc.strerror)
+        try:  # readers see the old or the new file, never half of one
+            write_text_output(self.path, json.dumps(self.status, indent=1) + "\n", option="status")
+        except UserError as exc:  # a full disk must not end training over a status file
+            log.warning("%s", exc)
 
 
 def _job_id() -> str:
@@ -132,7 +129,7 @@ def _job_id() -> str:
     return job_id()
 
 
-def _open_board(directory: Path, resumed_at: int | None, config_text: str | None):
+def _open_board(directory: Path, resumed_at: int, config_text: str | None):
     """A SummaryWriter, or None (with a warning) when tensorboard is not installed."""
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -140,8 +137,8 @@ def _open_board(directory: Path, resumed_at: int | None, config_text: str | None
         log.warning("log.tensorboard = true but the tensorboard package is not installed: no event files (pip "
                     "install tensorboard, or set log.tensorboard = false)")
         return None
-    # a resume from global step G redoes steps G+1...: what the previous start logged there goes
-    writer = SummaryWriter(str(directory), purge_step=None if resumed_at is None else resumed_at + 1, flush_secs=30)
+    # a start from global step G (0 when fresh) redoes steps G+1...: what an earlier start logged there goes
+    writer = SummaryWriter(str(directory), purge_step=resumed_at + 1, flush_secs=30)
     if config_text is not None:
         writer.add_text("config", "```\n" + config_text + "\n```", 0)
     return writer

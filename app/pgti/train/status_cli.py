@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from pathlib import Path
 
 from pgti.errors import UserError
-from pgti.train.lock import LOCK_NAME, describe, holder_alive, read_record
+from pgti.train.checkpoint import STEP_NAME
+from pgti.train.lock import DEFAULT_HEARTBEAT_S, LOCK_NAME, describe, holder_alive, read_record
 from pgti.train.monitor import STATUS_NAME
 
-STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 NEXT = {"stopped": "resubmit the same command (--resume auto continues from the checkpoint)",
         "killed": "resubmit with --resume auto: it continues from the newest checkpoint",
         "diverged": "lower train.lr or raise train.grad_clip, then --resume auto from the last good checkpoint",
@@ -76,7 +75,7 @@ def _disk_used(root: Path) -> int:
 
 def _newest_checkpoint(directory: Path) -> tuple[str | None, float | None]:
     try:
-        names = sorted((n for n in os.listdir(directory) if STEP_FILE.match(n)), reverse=True)
+        names = sorted((n for n in os.listdir(directory) if STEP_NAME.match(n)), reverse=True)
     except OSError:
         return None, None
     for name in names:
@@ -97,16 +96,21 @@ def collect(run_dir: Path) -> dict:
     if not (record or status or rows or (run_dir / "config.toml").exists()):
         raise UserError(f"{run_dir}: not a run directory (no config.toml, status.json or lock); give the --run-dir "
                         "of a pgti train")
-    alive = holder_alive(record, age) if record else False
-    if record is not None and alive is not False:
+    locked = age is not None  # R/.lock exists (its record may be unreadable here: another user's 0600 file)
+    if record is not None:
+        alive = holder_alive(record, age)
+    else:
+        alive = (None if age < 5 * DEFAULT_HEARTBEAT_S else False) if locked else False
+    if locked and alive is not False:
         state = "running"
-    elif status.get("state") == "running" or (record is not None and not status):
+    elif status.get("state") == "running" or (locked and not status):
         state = "killed"  # no final status written and nobody holds the lock
     else:
         state = status.get("state") or ("not started" if not rows else "unknown")
     report = {"run_dir": str(run_dir), "state": state, "exit_status": status.get("exit_status"),
               "reason": status.get("reason") or "", "next": NEXT.get(state, "")}
-    if state == "running" and record:
+    if state == "running":
+        record = record or {"host": "?", "pid": "?", "started_utc": "? (the lock file is not readable here)"}
         report["holder"] = {"host": record.get("host"), "pid": record.get("pid"), "job_id": record.get("job_id"),
                             "since": record.get("started_utc"), "heartbeat_age_s": age,
                             "checked": "pid" if alive else "heartbeat"}
