@@ -17,6 +17,34 @@ def test_bench_model_checks_outputs_and_writes_json(make_dataset, pgti_cli, tmp_
     assert result["pgti"]["parameters"] == result["pgt_i"]["parameters"] == 150
     assert result["pgti"]["peak_bytes"] > 0 and result["pgt_i"]["peak_bytes"] > 0
     assert "speedup" in out
+    bound = result["pgti"]
+    assert bound["dense_flop"] > 0 and bound["sparse_flop"] > 0 and bound["sparse_bytes"] > 0
+    assert 0 < bound["bound_fraction"] and bound["gemm_gflops_model_shape"] > 0 and len(bound["profile_top"]) == 5
+    assert "bound_fraction" in out and "profile " in out
+
+
+def test_work_counts_dense_and_sparse_products_exactly():
+    """One [R, K] @ [K, N] with its two backward GEMMs, and one CSR product forward only."""
+    import torch
+
+    from pgti.models.roofline import count_work
+    from pgti.models.sparse import SparseMatrix
+
+    r, k, n = 30, 7, 5
+    x = torch.randn(r, k, requires_grad=True)
+    w = torch.randn(k, n, requires_grad=True)
+    a = SparseMatrix.from_coo([0, 1, 2, 2], [1, 0, 0, 2], [1.0, 2.0, 3.0, 4.0], (3, 3))
+    d = torch.randn(3, 11)
+
+    def step():
+        (x @ w).sum().backward()
+        with torch.no_grad():
+            a.matmul(d)
+
+    work = count_work(step)
+    assert work["dense_flop"] == 3 * 2 * r * k * n  # forward, dx, dw
+    assert work["sparse_flop"] == 2 * 4 * 11  # 2 x nnz x width
+    assert {(s["m"], s["k"], s["n"]) for s in work["gemm_shapes"]} == {(r, k, n), (r, n, k), (k, r, n)}
 
 
 @pytest.mark.parametrize("model, extra", [

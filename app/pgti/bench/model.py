@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="global_step passed to the models (DCRNN scheduled sampling; default 0)")
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="skip the memory measurement (on CPU it runs in a child process)")
+    p.add_argument("--no-bound", dest="bound", action="store_false",
+                   help="skip the FLOP count, GEMM rates, bound_fraction and profile (two more steps and ~1 s)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     add_force_argument(p)
 
@@ -130,6 +132,14 @@ def run(args) -> int:
     result["pgti"] = _time(pgti_model, x, y, device, args)
     result["pgti"].update(_memory(pgti_model, x, y, device, args, kwargs, None))
     _report("pgti", f"batched sparse ({type(pgti_model).__name__})", result["pgti"], human_bytes)
+    if args.bound:
+        from pgti.models.measure import training_step
+        from pgti.models.roofline import bound_report, format_bound
+
+        result["pgti"].update(bound_report(training_step(pgti_model, x, y, global_step=args.global_step), device,
+                                           result["pgti"]["median_s"]))
+        for line in format_bound(result["pgti"]):
+            print(line)
     if args.model in REFERENCES:
         result["pgt_i"] = dict(class_name=class_name, description=description,
                                **_time(reference, x, y, device, args))
