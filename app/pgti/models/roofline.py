@@ -5,8 +5,10 @@
   shapes that carry them, and counts the sparse products separately: 2 x nnz x width FLOPs
   and the bytes they must move (the CSR arrays, the dense operand once, the result once).
 - `gemm_rate(shape)`: this machine's measured rate for one GEMM shape (best of a few runs,
-  same threads, same device); `bound_fraction` = dense FLOPs / (step time x the rate at the
-  model's dominant shape): 1.0 would be a step made of nothing but that GEMM at full speed.
+  same threads, same device). The rate at the model's shapes is their FLOP-weighted harmonic
+  mean (the step's own GEMM shapes, measured until they cover 80% of its GEMM FLOPs), and
+  `bound_fraction` = dense FLOPs / (step time x that rate): 1.0 would be a step that is
+  nothing but its own GEMMs, each at this machine's full speed for its shape.
 - `profile_top(step)`: the ops with the most self time (torch.profiler), for the report.
 """
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-_GEMMS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+_GEMMS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmm_", "aten::baddbmm_"}
+_IN_PLACE = {"aten::addmm_", "aten::baddbmm_"}  # FlopCounterMode (torch 2.13) does not count these
 
 
 class _SparseAndShapes(TorchDispatchMode):
@@ -26,7 +29,7 @@ class _SparseAndShapes(TorchDispatchMode):
 
     def __init__(self):
         super().__init__()
-        self.sparse_flops = self.sparse_bytes = 0
+        self.sparse_flops = self.sparse_bytes = self.in_place_flops = 0
         self.shapes: dict[tuple[int, int, int], int] = defaultdict(int)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -45,10 +48,12 @@ class _SparseAndShapes(TorchDispatchMode):
             return out
         name = func._schema.name
         if name in _GEMMS:
-            a, b = (args[1], args[2]) if name in ("aten::addmm", "aten::baddbmm") else (args[0], args[1])
+            a, b = (args[0], args[1]) if name in ("aten::mm", "aten::bmm") else (args[1], args[2])
             batch = a.shape[0] if a.dim() == 3 else 1
             m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
             self.shapes[(m, k, n)] += 2 * batch * m * k * n
+            if name in _IN_PLACE:
+                self.in_place_flops += 2 * batch * m * k * n
         return out
 
 
@@ -57,11 +62,11 @@ def count_work(step) -> dict:
     shapes = _SparseAndShapes()
     with FlopCounterMode(display=False) as flops, shapes:
         step()
-    dense = flops.get_total_flops()
+    dense = flops.get_total_flops() + shapes.in_place_flops
     top = sorted(shapes.shapes.items(), key=lambda kv: -kv[1])
     gemm_total = sum(shapes.shapes.values()) or 1
     return {"dense_flop": int(dense), "sparse_flop": int(shapes.sparse_flops), "sparse_bytes": int(shapes.sparse_bytes),
-            "gemm_shapes": [{"m": m, "k": k, "n": n, "share": f / gemm_total} for (m, k, n), f in top[:5]]}
+            "gemm_shapes": [{"m": m, "k": k, "n": n, "share": f / gemm_total} for (m, k, n), f in top[:8]]}
 
 
 def gemm_rate(m: int, k: int, n: int, device: torch.device, seconds: float = 0.5) -> float:
@@ -102,8 +107,14 @@ def profile_top(step, device: torch.device, count: int = 5) -> list[dict]:
 def bound_report(step, device: torch.device, step_seconds: float) -> dict:
     """Work, rates and the bound fraction of `step` (which runs twice more: counting, profile)."""
     work = count_work(step)
-    dominant = work["gemm_shapes"][0] if work["gemm_shapes"] else {"m": 2048, "k": 2048, "n": 2048}
-    at_shape = gemm_rate(dominant["m"], dominant["k"], dominant["n"], device)
+    covered = seconds_per_flop = 0.0
+    for shape in work["gemm_shapes"]:
+        shape["gflops"] = gemm_rate(shape["m"], shape["k"], shape["n"], device, seconds=0.3) / 1e9
+        covered, seconds_per_flop = covered + shape["share"], seconds_per_flop + shape["share"] / shape["gflops"]
+        if covered >= 0.8:
+            break
+    work["gemm_shapes"] = [shape for shape in work["gemm_shapes"] if "gflops" in shape]
+    at_shape = 1e9 * covered / seconds_per_flop if covered else gemm_rate(2048, 2048, 2048, device)
     square = gemm_rate(2048, 2048, 2048, device)
     achieved = work["dense_flop"] / step_seconds
     return {**work, "achieved_gflops": achieved / 1e9, "gemm_gflops_model_shape": at_shape / 1e9,
@@ -112,14 +123,13 @@ def bound_report(step, device: torch.device, step_seconds: float) -> dict:
 
 
 def format_bound(r: dict) -> list[str]:
-    shape = r["gemm_shapes"][0] if r["gemm_shapes"] else None
-    dims = f"[{shape['m']}x{shape['k']}]x[{shape['k']}x{shape['n']}]" if shape else "-"
+    shapes = ", ".join(f"[{s['m']}x{s['k']}]x[{s['k']}x{s['n']}] {100 * s['share']:.0f}% at {s['gflops']:.0f}"
+                       for s in r["gemm_shapes"][:3])
     lines = [f"work         {r['dense_flop'] / 1e9:.1f} dense GFLOP/step; sparse {r['sparse_flop'] / 1e9:.2f} GFLOP, "
              f"{r['sparse_bytes'] / 1e9:.2f} GB moved",
-             f"bound        {r['achieved_gflops']:.1f} GFLOP/s achieved; GEMM {dims} "
-             f"({100 * shape['share'] if shape else 0:.0f}% of the dense FLOPs) runs at "
-             f"{r['gemm_gflops_model_shape']:.1f}, 2048^3 at {r['gemm_gflops_2048']:.1f} GFLOP/s here: "
-             f"bound_fraction {r['bound_fraction']:.2f}",
+             f"gemm         the step's shapes: {shapes} GFLOP/s, ...: {r['gemm_gflops_model_shape']:.1f} GFLOP/s "
+             f"together; 2048^3 at {r['gemm_gflops_2048']:.1f} GFLOP/s",
+             f"bound        {r['achieved_gflops']:.1f} GFLOP/s achieved: bound_fraction {r['bound_fraction']:.2f}",
              "profile      " + "; ".join(f"{p['op']} {100 * p['share']:.0f}% ({p['calls']} calls)"
                                          for p in r["profile_top"])]
     return lines
