@@ -25,23 +25,3 @@ def test_diffusion_gradient(helpers):
     diffusion = Diffusion(random_walk_supports(edge_index, edge_weight, 6), 3).double()
     x = torch.randn(6, 2, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: torch.stack(diffusion(v)), (x,))
-
-
-@pytest.mark.parametrize("recurrence", ["chebyshev", "pgt", "power"])
-@pytest.mark.parametrize("max_step", [0, 1, 2, 3])
-def test_fused_projection_is_the_projection_of_the_terms(helpers, recurrence, max_step):
-    """`Diffusion.project` (the fused forward and backward, with the Chebyshev subtraction
-    folded into X's weight) against projecting the written-out terms, in value and in every
-    gradient (gradcheck, float64); max_step 3 takes the unfused path."""
-    from pgti.models.dcgru import project
-
-    edge_index, edge_weight = helpers.make_graph(7, 20, seed=5)
-    diffusion = Diffusion(random_walk_supports(edge_index, edge_weight, 7), max_step, recurrence).double()
-    x = torch.randn(7, 3, 4, dtype=torch.float64, requires_grad=True)
-    weights = [torch.randn(4, 5, dtype=torch.float64, requires_grad=True) for _ in range(diffusion.num_terms)]
-    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
-    torch.testing.assert_close(diffusion.project(x, weights, bias), project(diffusion(x), weights, bias))
-    assert torch.autograd.gradcheck(lambda v, b, *w: diffusion.project(v, list(w), b), (x, bias, *weights))
-    assert torch.autograd.gradcheck(lambda *w: diffusion.project(x.detach(), list(w)), tuple(weights))
-    with torch.no_grad():
-        torch.testing.assert_close(diffusion.project(x, weights), project(diffusion(x), weights))

@@ -58,7 +58,7 @@ def input_part(diffusion: Diffusion, x: torch.Tensor, weights: GRUWeights) -> to
 
     `L` is any batch of columns: `[B]` for one step, `[T, B]` for a whole sequence at once.
     """
-    out = diffusion.project(x, weights.x, weights.bias)
+    out = project(diffusion(x), weights.x, weights.bias)
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
@@ -94,9 +94,9 @@ def dcgru_step(diffusion: Diffusion, x_part: torch.Tensor, h: torch.Tensor, weig
     """One DCGRU step: `x_part [N, B, 3U]` (from `input_part`), `h [N, B, U]` -> new `h [N, B, U]`."""
     units = h.shape[-1]
     x_gates, x_candidate = x_part.split([2 * units, units], dim=-1)
-    gates = diffusion.project(h, weights.gate_h).view(*h.shape[:-1], 2 * units)
+    gates = project(diffusion(h), weights.gate_h).view(*h.shape[:-1], 2 * units)
     reset, update = torch.sigmoid(gates + x_gates).split(units, dim=-1)
-    candidate = diffusion.project(reset * h, weights.cand_h).view_as(h)
+    candidate = project(diffusion(reset * h), weights.cand_h).view_as(h)
     candidate = torch.tanh(candidate + x_candidate)
     return torch.lerp(candidate, h, update)  # u . h + (1 - u) . c
 

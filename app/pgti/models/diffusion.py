@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pgti.models.sparse import SparseMatrix, block_diag, csr_matmul, scaled, stack_rows
+from pgti.models.sparse import SparseMatrix, block_diag, scaled, stack_rows
 
 RECURRENCES = ("chebyshev", "pgt", "power")
 
@@ -93,88 +93,3 @@ class Diffusion(nn.Module):
             for support in range(s):
                 terms_2d += [blocks[support] for blocks in per_step]
         return [t.reshape(-1, channels) for t in terms_2d]
-
-    def project(self, x: torch.Tensor, weights: list[torch.Tensor], bias: torch.Tensor | None = None) -> torch.Tensor:
-        """`sum_m T_m(x) @ weights[m] (+ bias)`: `[N, *cols, C]` x M `[C, O]` -> `[N * prod(cols), O]`.
-
-        The same function as `project(self(x), weights, bias)` (pgti.models.dcgru), computed by
-        `_DiffuseProject` for up to two diffusion steps (every model here): no term is copied,
-        the Chebyshev subtraction `T_2 = 2 A T_1 - X` is folded into X's weight
-        (`X W_0 + T_2 W_2 = X (W_0 - W_2) + (2 A T_1) W_2`), and the backward accumulates every
-        term's gradient into the sparse products' outputs inside the GEMMs (`addmm_`). Under
-        autocast, or for more steps, the terms are built and projected one by one.
-        """
-        from pgti.models.dcgru import project
-
-        if self.max_step > 2 or torch.is_autocast_enabled(x.device.type):
-            return project(self(x), weights, bias)
-        if self.max_step == 2 and self.recurrence != "power":  # T_2 = (2 A T_1) - X per support
-            last = [1 + s * self.max_step + 1 for s in range(self.num_supports)]
-            weights = [weights[0] - sum(weights[m] for m in last)] + list(weights[1:])
-        n, channels = x.shape[0], x.shape[-1]
-        return _DiffuseProject.apply(self, x.reshape(n, -1), channels, bias, *weights)
-
-
-class _DiffuseProject(torch.autograd.Function):
-    """`X0 W_0 + sum_s Y_s W_s1 + sum_s P_s W_s2 (+ b)` with `Y = [A_1; A_2] X0` and
-    `P = diag(2A_1, 2A_2) Y` (K = 2; K = 1: no P; "power": diag(A_s)), every term a contiguous
-    `[R, C]` view of X0, Y or P (R = N * F / C). Backward: the terms' gradients are GEMMs written
-    straight into the buffers the transposed sparse products then read, accumulated in place."""
-
-    @staticmethod
-    def forward(ctx, diffusion: "Diffusion", x0: torch.Tensor, channels: int, bias, *weights):
-        n, s, k = x0.shape[0], diffusion.num_supports, diffusion.max_step
-        rows = x0.numel() // channels
-        x0 = x0.contiguous()
-        y = csr_matmul(diffusion.first.csr(), x0) if k >= 1 else None  # [S*N, F]
-        p = csr_matmul(diffusion.next.csr(), y) if k >= 2 else None
-        terms = _terms(x0, y, p, n, s, k, rows, channels)
-        out = torch.addmm(bias, terms[0], weights[0]) if bias is not None else terms[0] @ weights[0]
-        for term, weight in zip(terms[1:], weights[1:]):
-            out.addmm_(term, weight)
-        ctx.diffusion, ctx.shape = diffusion, (n, s, k, rows, channels)
-        ctx.save_for_backward(x0, y, p, *weights)
-        ctx.has_bias = bias is not None
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x0, y, p, *weights = ctx.saved_tensors
-        n, s, k, rows, channels = ctx.shape
-        diffusion, grad = ctx.diffusion, grad.contiguous()
-        terms = _terms(x0, y, p, n, s, k, rows, channels)
-        grad_weights = [term.t() @ grad if ctx.needs_input_grad[4 + m] else None for m, term in enumerate(terms)]
-        grad_x = None
-        if ctx.needs_input_grad[1]:
-            grad_y = None
-            if k >= 2:  # dL/dP written by the GEMMs, then carried back through diag(...)^T
-                grad_p = torch.empty_like(p)
-                for m, view in zip(range(2, 1 + s * k, k), _views(grad_p, n, s, rows, channels)):
-                    torch.mm(grad, weights[m].t(), out=view)
-                grad_y = csr_matmul(diffusion.next.csr_transposed(), grad_p)
-            if k >= 1:  # + dL/dY of its own terms, accumulated in place
-                grad_y = torch.zeros_like(y) if grad_y is None else grad_y
-                for m, view in zip(range(1, 1 + s * k, k), _views(grad_y, n, s, rows, channels)):
-                    view.addmm_(grad, weights[m].t())
-                grad_x = csr_matmul(diffusion.first.csr_transposed(), grad_y)
-                grad_x.view(rows, channels).addmm_(grad, weights[0].t())
-            else:
-                grad_x = grad @ weights[0].t()
-            grad_x = grad_x.view(x0.shape)
-        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[3] else None
-        return (None, grad_x, None, grad_bias, *grad_weights)
-
-
-def _views(buffer: torch.Tensor, n: int, s: int, rows: int, channels: int) -> list[torch.Tensor]:
-    """The S contiguous `[R, C]` blocks of a `[S*N, F]` buffer, one per support."""
-    return [block.view(rows, channels) for block in buffer.view(s, -1).unbind(0)]
-
-
-def _terms(x0, y, p, n, s, k, rows, channels) -> list[torch.Tensor]:
-    """The M term views in `Diffusion`'s order: X, then per support its steps 1..K."""
-    terms = [x0.view(rows, channels)]
-    ys = _views(y, n, s, rows, channels) if k >= 1 else []
-    ps = _views(p, n, s, rows, channels) if k >= 2 else []
-    for support in range(s if k >= 1 else 0):
-        terms += [ys[support]] + ([ps[support]] if k >= 2 else [])
-    return terms
