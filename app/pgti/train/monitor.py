@@ -26,7 +26,6 @@ from pgti.outputs import write_text_output
 log = logging.getLogger("pgti.train")
 STATUS_NAME = "status.json"
 TENSORBOARD_DIR = "tensorboard"
-STATES = ("running", "stopped", "finished", "early-stopped", "diverged", "failed")
 _EVERY_S = 5.0  # status.json rewrites while steps run (a metadata operation each: cheap on Lustre too)
 REPORT_STEPS = (3, 6, 12)
 
