@@ -355,3 +355,13 @@ def test_no_checkpoint_at_the_step_limit_before_its_epoch_row(tiny_data, tmp_pat
     assert log.count("checkpoint step-000000003.pt") == 1  # periodic, mid-epoch
     assert log.count("checkpoint step-000000006.pt") == 1  # the step limit: end_epoch's only
     assert log.index("epoch 1: train loss") < log.index("checkpoint step-000000006.pt")
+
+
+def test_status_says_early_stopped(tiny_data, tmp_path):
+    """lr 0: validation never improves after the first epoch, so patience 1 stops at epoch 2."""
+    run_dir = tmp_path / "patience"
+    proc = run_train(tiny_data, run_dir, "train.lr=0", "train.patience=1", "train.epochs=5", "log.plots=false",
+                     "log.tensorboard=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    status = pgti_status(run_dir)
+    assert (status["state"], status["exit_status"], status["epoch"]) == ("early-stopped", 0, 2), status
