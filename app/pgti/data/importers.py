@@ -105,9 +105,9 @@ def _save(out, signals, timestamps, node_ids, edge_index, edge_weight, channels,
         raise file_error(source, "timestamps", "not sorted in time", "sort the source by time before importing")
     ids = [str(i) for i in node_ids]
     where = SimpleNamespace(path=source, channels=channels, missing_value=0.0, timestamps=timestamps, node_ids=ids,
-                            value_ranges=value_ranges(channels, attrs),
-                            range_fix="give the channel's range with --valid-range NAME=LO:HI")
-    check_ranges(where, signals, 0)  # garbage is refused here, not at the first training run
+                            value_ranges=value_ranges(channels, attrs))
+    # garbage is refused here, not at the first training run
+    check_ranges(where, signals, 0, fix="give the channel's range with --valid-range NAME=LO:HI")
     path = write_dataset(out, signals, timestamps, node_ids=ids, channels=channels,
                          interval_seconds=interval, edge_index=edge_index, edge_weight=edge_weight,
                          name=name, attrs=attrs)

@@ -39,9 +39,10 @@ def value_ranges(channels: list[str], attrs: dict) -> dict[int, tuple[float, flo
     return ranges
 
 
-def check_ranges(info, block: np.ndarray, t0: int) -> None:
+def check_ranges(info, block: np.ndarray, t0: int, fix: str = "set the file's attrs valid_min/valid_max") -> None:
     """One error (file, step, sensor, channel, value, range) for the first reading of `block`
-    (steps t0...) outside its channel's range; the missing value is never out of range."""
+    (steps t0...) outside its channel's range; the missing value is never out of range. `fix`:
+    how to declare another range (a file's attrs; an import's option)."""
     for c, (lo, hi) in info.value_ranges.items():
         column = block[..., c]
         if column.size == 0 or (column.min() >= lo and column.max() <= hi):
@@ -55,8 +56,7 @@ def check_ranges(info, block: np.ndarray, t0: int) -> None:
                          f"{info.channels[c]} reading {value:.6g} at step {t0 + step} ({_when(info, t0 + step)}), "
                          f"sensor {info.node_ids[sensor]} is outside its plausible range [{lo:g}, {hi:g}]",
                          "fix or drop the source's bad readings (or store them as the missing value "
-                         f"{info.missing_value:g}); if the range is wrong for these data, "
-                         + getattr(info, "range_fix", "set the file's attrs valid_min/valid_max"))
+                         f"{info.missing_value:g}); if the range is wrong for these data, {fix}")
 
 
 def _when(info, step: int) -> str:

@@ -22,12 +22,12 @@ from pathlib import Path
 
 from pgti.errors import UserError
 from pgti.outputs import write_text_output
+from pgti.train.lock import job_id
 
 log = logging.getLogger("pgti.train")
 STATUS_NAME = "status.json"
 TENSORBOARD_DIR = "tensorboard"
 _EVERY_S = 5.0  # status.json rewrites while steps run (a metadata operation each: cheap on Lustre too)
-REPORT_STEPS = (3, 6, 12)
 
 
 class Monitor:
@@ -40,7 +40,7 @@ class Monitor:
         t = cfg.train
         total = t.epochs * steps_per_epoch
         self.status = {"state": "running", "exit_status": None, "reason": "", "host": socket.gethostname(),
-                       "pid": os.getpid(), "job_id": _job_id(), "world_size": world.size, "started": time.time(),
+                       "pid": os.getpid(), "job_id": job_id(), "world_size": world.size, "started": time.time(),
                        "updated": time.time(), "epoch": state.epoch, "epochs": t.epochs,
                        "batch_in_epoch": state.batch_in_epoch, "steps_per_epoch": steps_per_epoch,
                        "global_step": state.global_step,
@@ -92,6 +92,8 @@ class Monitor:
             b.add_scalar("memory/peak_rss_bytes_max_rank", row["peak_rss_bytes_max_rank"], step)
             b.add_scalar("memory/peak_rss_bytes_node_sum", row["peak_rss_bytes_node_sum"], step)
             b.add_scalar("memory/peak_device_bytes", row["peak_device_bytes"], step)
+            from pgti.train.metrics import REPORT_STEPS  # (torch: training has it loaded; pgti status must not)
+
             val = row.get("val")
             if val:
                 for metric in ("mae", "rmse", "mape"):
@@ -120,12 +122,6 @@ class Monitor:
             write_text_output(self.path, json.dumps(self.status, indent=1) + "\n", option="status")
         except UserError as exc:  # a full disk must not end training over a status file
             log.warning("%s", exc)
-
-
-def _job_id() -> str:
-    from pgti.train.lock import job_id
-
-    return job_id()
 
 
 def _open_board(directory: Path, resumed_at: int, config_text: str | None):
