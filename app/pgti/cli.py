@@ -13,6 +13,7 @@ import os
 import sys
 
 from pgti import __version__
+from pgti.allocator import configure_allocator
 from pgti.errors import EXIT_FAILURE, EXIT_USAGE, UserError
 
 # (group, command, module, one-line help). group None = top-level command.
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
+        configure_allocator()
         return int(importlib.import_module(args._module).run(args) or 0)
     except UserError as exc:
         print(f"pgti: error: {exc}", file=sys.stderr)

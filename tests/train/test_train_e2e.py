@@ -51,6 +51,7 @@ def test_run_directory_contents(reference_run):
     assert (run_dir / "plots" / "val_mae.png").stat().st_size > 1000
     log = (run_dir / "train.log").read_text()
     assert "[rank 0/1 node 0]" in log and "epoch 2" in log
+    assert "torch thread(s) per rank, malloc heap" in log  # pgti.allocator: freed memory stays in the heap
     assert rows[1]["train_loss"] < rows[0]["train_loss"]  # it learns
     status = pgti_status(run_dir)
     assert status["state"] == "finished" and status["exit_status"] == 0 and "holder" not in status

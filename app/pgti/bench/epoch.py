@@ -45,6 +45,7 @@ import sys
 import time
 from pathlib import Path
 
+from pgti.allocator import configure_allocator
 from pgti.bench.bounds import at_least, check_batch
 from pgti.bench.format import dur, pyplot, save_figure
 from pgti.bench.machine import sync
@@ -380,6 +381,7 @@ def chart(results: list[dict], path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pgti.bench.epoch", description=__doc__.splitlines()[0])
     add_arguments(parser)
+    configure_allocator()  # as under `pgti` (pgti.cli)
     return run(parser.parse_args(argv))
 
 

@@ -36,6 +36,7 @@ def default_run_dir(args) -> Path:
 
 
 def run(args) -> int:
+    from pgti.allocator import configure_allocator
     from pgti.config import load_config
     from pgti.distributed.failfast import keep_exit_status
     from pgti.distributed.world import abort_on_error, configure_threads, init_world, run_on_root, setup_logging
@@ -69,8 +70,8 @@ def run(args) -> int:
         threads = configure_threads(world)
         if taken_over and world.rank == 0:
             logging.getLogger("pgti.train").warning("%s", taken_over)
-        logging.getLogger("pgti.train").info("pgti %s: %d rank(s), %d torch thread(s) per rank", __version__,
-                                             world.size, threads)
+        logging.getLogger("pgti.train").info("pgti %s: %d rank(s), %d torch thread(s) per rank, malloc %s",
+                                             __version__, world.size, threads, configure_allocator())
         status = train(cfg, RunDir(run_dir), world, resume=args.resume, ignore_config=args.resume_ignore_config,
                        stop=stop)
         logging.getLogger("pgti.train").info("exit status %d", status)
