@@ -67,12 +67,11 @@ class A3TGCN(nn.Module):
                 global_step: int | None = None) -> torch.Tensor:
         batch, steps, nodes, _ = x.shape
         support = self.support[0]
-        sequence = x.permute(2, 1, 0, 3).contiguous()  # [N, T, B, C_in]
-        x_parts = self.cell.input_part(support, sequence).unbind(1)
+        sequence = x.permute(1, 2, 0, 3)  # [T, N, B, C_in]
         h = x.new_zeros(nodes, batch, self.hidden_size)
         states = []
         for t in range(steps):
-            h = self.cell.step(support, x_parts[t], h)
+            h = self.cell(support, sequence[t], h)
             states.append(h)
         states = torch.stack(states, dim=1)  # [N, T, B, U]
         alpha = self.attention(states)
