@@ -18,7 +18,7 @@ def test_output_shape(graph):
 
 def test_attention_is_a_distribution_over_input_periods(graph):
     model = build(graph)
-    states = torch.randn(8, 6, 3, 8)  # [N, T, B, U]
+    states = list(torch.randn(6, 8, 3, 8))  # T x [N, B, U]
     alpha = model.attention(states)
     assert alpha.shape == (3, 6)
     torch.testing.assert_close(alpha.sum(1), torch.ones(3))

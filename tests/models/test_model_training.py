@@ -11,7 +11,7 @@ SMALL_GWNET = dict(residual_channels=16, dilation_channels=16, skip_channels=32,
 CASES = [
     ("dcrnn", 6, 1e-2, 30, dict(hidden_size=16)),
     ("dcrnn-pgt", 12, 3e-2, 30, {}),
-    ("a3tgcn", 12, 3e-2, 60, {}),
+    ("a3tgcn", 12, 3e-2, 80, {}),
     ("gwnet", 12, 3e-3, 30, SMALL_GWNET),
 ]
 
