@@ -30,3 +30,29 @@ def test_samples_are_independent(graph):
     x = torch.randn(4, 6, 8, 2)
     full = model(x)
     torch.testing.assert_close(full[1:2], model(x[1:2]), rtol=1e-5, atol=1e-6)
+
+
+def test_attention_and_context_equal_the_papers_formulas(graph):
+    """The per-step sums (node sums first, no stacked states) give the paper's eq. 7-9 as written:
+    e = w2 (H w1 + b1) + b2 over the stacked states, alpha = softmax_t(e), C = sum_t alpha_t H_t;
+    the forecast and every parameter's gradient agree to float rounding."""
+    model = build(graph, hidden_size=5).double()
+    for p in model.parameters():  # every weight away from its init: a transposed or misplaced one shows
+        torch.nn.init.normal_(p)
+    x = torch.randn(3, 6, 8, 2, dtype=torch.float64)
+    support = model.support[0]
+    h, states = torch.zeros(8, 3, 5, dtype=torch.float64), []
+    for t in range(6):
+        h = model.cell(support, x[:, t].transpose(0, 1), h)
+        states.append(h)
+    stacked = torch.stack(states, dim=1)  # [N, T, B, U]
+    e = model.attention_nodes(model.attention_state(stacked).squeeze(-1).permute(2, 1, 0)).squeeze(-1)  # [B, T]
+    alpha = torch.softmax(e, dim=1)
+    torch.testing.assert_close(model.attention(states), alpha)
+    context = torch.einsum("ntbu,bt->nbu", stacked, alpha)
+    expected = model.output(context).view(8, 3, 4, 1).permute(1, 2, 0, 3)
+    got = model(x)
+    torch.testing.assert_close(got, expected)
+    grads = torch.autograd.grad(expected.square().sum(), list(model.parameters()))
+    for p, g, name in zip(model.parameters(), grads, [n for n, _ in model.named_parameters()]):
+        torch.testing.assert_close(torch.autograd.grad(got.square().sum(), p, retain_graph=True)[0], g, msg=name)

@@ -58,9 +58,16 @@ class A3TGCN(nn.Module):
         self.output = nn.Linear(hidden_size, output_steps * output_channels)
 
     def attention(self, states: list[torch.Tensor]) -> torch.Tensor:
-        """Weights of the input periods: T states `[N, B, U]` -> `alpha [B, T]` (sums to 1 over T)."""
-        per_node = torch.stack([self.attention_state(h).squeeze(-1) for h in states])  # [T, N, B]
-        scores = self.attention_nodes(per_node.permute(2, 0, 1)).squeeze(-1)  # [B, T]
+        """Weights of the input periods: T states `[N, B, U]` -> `alpha [B, T]` (sums to 1 over T).
+
+        `e_t = w2 (H_t w1 + b1) + b2` is linear in H_t, so it is summed over the nodes first,
+        `(w2 H_t) w1`, with one matrix-vector product per step: `H_t w1` as a `[N*B, U] x [U, 1]`
+        GEMM had a K = 1 GEMM as its backward (2 ms per step, a broadcast product's work)."""
+        nodes, batch, units = states[0].shape
+        w1, w2 = self.attention_state.weight.view(units), self.attention_nodes.weight.view(nodes)
+        node_sums = torch.stack([torch.mv(h.view(nodes, batch * units).t(), w2) for h in states])  # [T, B*U]
+        scores = torch.mv(node_sums.view(-1, units), w1).view(len(states), batch).t()  # [B, T]
+        scores = scores + (self.attention_state.bias * w2.sum() + self.attention_nodes.bias)
         return torch.softmax(scores, dim=1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
