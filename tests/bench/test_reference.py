@@ -57,7 +57,10 @@ def test_dcrnn_pgt_matches_pgt_batched_dcrnn(graph, K):
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     a.square().sum().backward(), b.square().sum().backward()
     for (name, p), q in zip(pgti_model.named_parameters(), reference.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
+        # float32 sums over 5 steps x K hops: an element's rounding scales with the largest
+        # gradient of its tensor (up to ~180 here), not with its own size
+        scale = max(1.0, q.grad.abs().max().item())
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=2e-6 * scale, msg=name)
 
 
 def test_speed_only_forecast_is_channel_0_of_pgts_output(graph):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pgti.models.activations import tanh
 from pgti.models.diffusion import Diffusion
 
 
@@ -97,7 +98,7 @@ def dcgru_step(diffusion: Diffusion, x_part: torch.Tensor, h: torch.Tensor, weig
     gates = project(diffusion(h), weights.gate_h).view(*h.shape[:-1], 2 * units)
     reset, update = torch.sigmoid(gates + x_gates).split(units, dim=-1)
     candidate = project(diffusion(reset * h), weights.cand_h).view_as(h)
-    candidate = torch.tanh(candidate + x_candidate)
+    candidate = tanh(candidate + x_candidate)
     return torch.lerp(candidate, h, update)  # u . h + (1 - u) . c
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pgti.models.activations import tanh
 from pgti.models.dcgru import project
 from pgti.models.defaults import TrainingDefaults
 from pgti.models.diffusion import Diffusion
@@ -124,7 +125,7 @@ class GraphWaveNet(nn.Module):
         skip = 0.0
         for i in range(len(self.filter_convs)):
             residual = h
-            h = torch.tanh(self.filter_convs[i](residual)) * torch.sigmoid(self.gate_convs[i](residual))
+            h = tanh(self.filter_convs[i](residual)) * torch.sigmoid(self.gate_convs[i](residual))
             # The forecast reads the skip sum at the last time step only, and 1x1 convolutions
             # are pointwise in time: convolving that step alone gives the reference's result.
             skip = skip + self.skip_convs[i](h[..., -1:])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from pgti.models.activations import tanh
 from pgti.models.dcgru import GRUParameters
 from pgti.models.sparse import SparseMatrix
 
@@ -50,5 +51,5 @@ class TGCNCell(GRUParameters):
         reset = torch.sigmoid(torch.addmm(self.gate_bias[:units], xh, self.gate_weight[:, :units])).view_as(h)
         update = torch.sigmoid(torch.addmm(self.gate_bias[units:], xh, self.gate_weight[:, units:])).view_as(h)
         candidate = graph_conv(support, torch.cat([x, reset * h], dim=-1))
-        candidate = torch.tanh(torch.addmm(self.candidate_bias, candidate, self.candidate_weight)).view_as(h)
+        candidate = tanh(torch.addmm(self.candidate_bias, candidate, self.candidate_weight)).view_as(h)
         return torch.lerp(candidate, h, update)  # u . h + (1 - u) . c
