@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pgti.models.activations import tanh
+from pgti.models.activations import gru_gates, tanh
 from pgti.models.diffusion import Diffusion
 
 
@@ -96,8 +96,8 @@ def dcgru_step(diffusion: Diffusion, x_part: torch.Tensor, h: torch.Tensor, weig
     units = h.shape[-1]
     x_gates, x_candidate = x_part.split([2 * units, units], dim=-1)
     gates = project(diffusion(h), weights.gate_h).view(*h.shape[:-1], 2 * units)
-    reset, update = torch.sigmoid(gates + x_gates).split(units, dim=-1)
-    candidate = project(diffusion(reset * h), weights.cand_h).view_as(h)
+    update, reset_h = gru_gates(gates + x_gates, h)
+    candidate = project(diffusion(reset_h), weights.cand_h).view_as(h)
     candidate = tanh(candidate + x_candidate)
     return torch.lerp(candidate, h, update)  # u . h + (1 - u) . c
 
