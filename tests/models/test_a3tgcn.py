@@ -56,3 +56,15 @@ def test_attention_and_context_equal_the_papers_formulas(graph):
     grads = torch.autograd.grad(expected.square().sum(), list(model.parameters()))
     for p, g, name in zip(model.parameters(), grads, [n for n, _ in model.named_parameters()]):
         torch.testing.assert_close(torch.autograd.grad(got.square().sum(), p, retain_graph=True)[0], g, msg=name)
+
+
+def test_attention_context_backward_passes_gradcheck():
+    """The hand-written backward of the attention context against finite differences (float64)."""
+    from pgti.models.a3tgcn import _AttentionContext
+
+    torch.manual_seed(0)
+    n, b, u, t = 5, 3, 4, 4
+    inputs = [torch.randn(1, u), torch.randn(1, n), torch.randn(1), torch.randn(1)]
+    inputs += [torch.randn(n, b, u) for _ in range(t)]
+    inputs = [x.double().requires_grad_() for x in inputs]
+    assert torch.autograd.gradcheck(_AttentionContext.apply, inputs)

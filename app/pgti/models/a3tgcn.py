@@ -58,17 +58,8 @@ class A3TGCN(nn.Module):
         self.output = nn.Linear(hidden_size, output_steps * output_channels)
 
     def attention(self, states: list[torch.Tensor]) -> torch.Tensor:
-        """Weights of the input periods: T states `[N, B, U]` -> `alpha [B, T]` (sums to 1 over T).
-
-        `e_t = w2 (H_t w1 + b1) + b2` is linear in H_t, so it is summed over the nodes first,
-        `(w2 H_t) w1`, with one matrix-vector product per step: `H_t w1` as a `[N*B, U] x [U, 1]`
-        GEMM had a K = 1 GEMM as its backward (2 ms per step, a broadcast product's work)."""
-        nodes, batch, units = states[0].shape
-        w1, w2 = self.attention_state.weight.view(units), self.attention_nodes.weight.view(nodes)
-        node_sums = torch.stack([torch.mv(h.view(nodes, batch * units).t(), w2) for h in states])  # [T, B*U]
-        scores = torch.mv(node_sums.view(-1, units), w1).view(len(states), batch).t()  # [B, T]
-        scores = scores + (self.attention_state.bias * w2.sum() + self.attention_nodes.bias)
-        return torch.softmax(scores, dim=1)
+        """Weights of the input periods: T states `[N, B, U]` -> `alpha [B, T]` (sums to 1 over T)."""
+        return _attention_weights(states, self.attention_state.weight, self.attention_nodes.weight)[0]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
                 global_step: int | None = None) -> torch.Tensor:
@@ -80,11 +71,55 @@ class A3TGCN(nn.Module):
         for t in range(steps):
             h = self.cell(support, sequence[t], h)
             states.append(h)
-        # The states stay one tensor per step: stacking them (64 MB here) cost a copy forward, a
-        # permuted copy for the einsum's bmm and a summed gradient backward (~50 ms of a 0.4 s step)
-        alpha = self.attention(states)
-        context = states[0] * alpha[:, :1]  # sum_t alpha_t H_t, alpha [B, 1] broadcast over [N, B, U]
-        for t in range(1, steps):
-            context = torch.addcmul(context, states[t], alpha[:, t:t + 1])
+        context = _AttentionContext.apply(self.attention_state.weight, self.attention_nodes.weight,
+                                          self.attention_state.bias, self.attention_nodes.bias, *states)
         out = self.output(context).view(nodes, batch, self.output_steps, self.output_channels)
         return out.permute(1, 2, 0, 3)
+
+
+def _attention_weights(states, w1: torch.Tensor, w2: torch.Tensor):
+    """`(alpha [B, T], node sums [T, B, U])` of T states `[N, B, U]`.
+
+    `e_t = w2 (H_t w1 + b1) + b2` is linear in H_t, so it is summed over the nodes first,
+    `S_t = w2 H_t`, one matrix-vector product per step, then `e_t = S_t w1`. The biases add the
+    same `b1 sum(w2) + b2` to every period, which the softmax over periods cancels."""
+    nodes, batch, units = states[0].shape
+    w2 = w2.reshape(nodes)
+    sums = torch.stack([torch.mv(h.reshape(nodes, batch * units).t(), w2) for h in states]).view(-1, batch, units)
+    return torch.softmax(torch.mv(sums.view(-1, units), w1.reshape(units)).view(len(states), batch).t(), dim=1), sums
+
+
+class _AttentionContext(torch.autograd.Function):
+    """`C = sum_t alpha_t H_t` with the attention weights of `_attention_weights`, in one node.
+
+    The states stay one tensor per step (stacking them, 64 MB on pems-bay at B = 64, cost a copy,
+    a permuted copy for the einsum's bmm and a summed gradient), and the backward writes each
+    state's gradient once, contiguous: `alpha_t dC + w2 (x) dS_t`, where autograd produced the
+    outer product transposed and added two broadcast products into it (~30 ms of a 0.33 s step).
+    The biases' gradients are exactly zero (the softmax cancels them)."""
+
+    @staticmethod
+    def forward(ctx, w1, w2, b1, b2, *states):
+        alpha, sums = _attention_weights(states, w1, w2)
+        context = states[0] * alpha[:, :1]  # alpha [B, 1] broadcast over [N, B, U]
+        for t in range(1, len(states)):
+            context.addcmul_(states[t], alpha[:, t:t + 1])
+        ctx.save_for_backward(w1, w2, b1, b2, alpha, sums, *states)
+        return context
+
+    @staticmethod
+    def backward(ctx, grad):
+        w1, w2, b1, b2, alpha, sums, *states = ctx.saved_tensors
+        nodes, batch, units = states[0].shape
+        grad_alpha = torch.stack([(grad * h).sum((0, 2)) for h in states], dim=1)  # [B, T]
+        grad_e = alpha * (grad_alpha - (alpha * grad_alpha).sum(1, keepdim=True))  # softmax backward
+        grad_sums = grad_e.t().unsqueeze(-1) * w1.reshape(1, 1, units)  # [T, B, U]
+        grad_w1 = torch.einsum("tb,tbu->u", grad_e.t(), sums).view_as(w1)
+        grad_w2 = torch.zeros(nodes, dtype=w2.dtype, device=w2.device)
+        grad_states = []
+        for t, h in enumerate(states):
+            grad_w2.addmv_(h.reshape(nodes, batch * units), grad_sums[t].reshape(-1))
+            grad_h = grad * alpha[:, t:t + 1]
+            grad_h.view(nodes, batch * units).addr_(w2.reshape(nodes), grad_sums[t].reshape(-1))
+            grad_states.append(grad_h)
+        return (grad_w1, grad_w2.view_as(w2), torch.zeros_like(b1), torch.zeros_like(b2), *grad_states)

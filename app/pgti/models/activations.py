@@ -39,33 +39,40 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
 
 
 class _GRUGates(torch.autograd.Function):
-    """`r, u = sigmoid(pre).split(U)`, returning `(u, r . h)`. Each gate is computed straight from
-    its half of `pre` into a tensor of its own, and the backward writes both halves of the
-    gradient of `pre` in place: autograd's `split` would concatenate them (a strided copy)."""
+    """`r, u = sigmoid(pre_r), sigmoid(pre_u)`, returning `(u, r . h)` with a hand-written
+    backward: both gates' gradients in one node each, and with one `[R, 2U]` input (`pre_u`
+    None) the two halves of its gradient written in place, where autograd's `split` would
+    concatenate them (a strided copy)."""
 
     @staticmethod
-    def forward(ctx, pre: torch.Tensor, h: torch.Tensor):
+    def forward(ctx, pre_r: torch.Tensor, pre_u: torch.Tensor | None, h: torch.Tensor):
         units = h.shape[-1]
-        ctx.pre_shape = pre.shape
-        pre = pre.view(-1, 2 * units)
-        reset, update = torch.sigmoid(pre[:, :units]), torch.sigmoid(pre[:, units:])
-        reset, update = reset.view_as(h), update.view_as(h)
+        ctx.shapes = (pre_r.shape, None if pre_u is None else pre_u.shape)
+        if pre_u is None:
+            pre_r, pre_u = pre_r.view(-1, 2 * units)[:, :units], pre_r.view(-1, 2 * units)[:, units:]
+        reset, update = torch.sigmoid(pre_r).view_as(h), torch.sigmoid(pre_u).view_as(h)
         ctx.save_for_backward(reset, update, h)
         return update, reset * h
 
     @staticmethod
     def backward(ctx, grad_update: torch.Tensor, grad_reset_h: torch.Tensor):
         reset, update, h = ctx.saved_tensors
+        grad_reset = grad_reset_h * h
+        shape, shape_u = ctx.shapes
+        if shape_u is not None:
+            return (torch.ops.aten.sigmoid_backward(grad_reset, reset).reshape(shape),
+                    torch.ops.aten.sigmoid_backward(grad_update, update).reshape(shape_u), grad_reset_h * reset)
         units = h.shape[-1]
         grad_pre = torch.empty(reset.numel() // units, 2 * units, dtype=reset.dtype, device=reset.device)
         torch.ops.aten.sigmoid_backward.grad_input(
-            (grad_reset_h * h).view(-1, units), reset.view(-1, units), grad_input=grad_pre[:, :units])
+            grad_reset.reshape(-1, units), reset.view(-1, units), grad_input=grad_pre[:, :units])
         torch.ops.aten.sigmoid_backward.grad_input(
             grad_update.reshape(-1, units), update.view(-1, units), grad_input=grad_pre[:, units:])
-        return grad_pre.view(ctx.pre_shape), grad_reset_h * reset
+        return grad_pre.view(shape), None, grad_reset_h * reset
 
 
-def gru_gates(pre: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A graph GRU's gates: `pre [N*B, 2U]` (pre-activations, columns r then u), `h [N, B, U]` ->
-    `(u, r . h)`, both shaped like h. The same values as `sigmoid(pre).split(U)`."""
-    return _GRUGates.apply(pre, h)
+def gru_gates(pre: torch.Tensor, h: torch.Tensor, pre_update: torch.Tensor | None = None):
+    """A graph GRU's gates -> `(u, r . h)`, both shaped like `h [N, B, U]`: the same values as
+    `sigmoid(pre).split(U)` for one `pre [..., 2U]` (columns r then u), or as
+    `sigmoid(pre), sigmoid(pre_update)` for two pre-activations shaped like h (or `[N*B, U]`)."""
+    return _GRUGates.apply(pre, pre_update, h)
