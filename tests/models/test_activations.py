@@ -9,7 +9,7 @@ def test_tanh_matches_torch_to_float_rounding_with_torchs_backward():
     x = torch.linspace(-20, 20, 100001, requires_grad=True)
     y = tanh(x)
     exact = torch.tanh(x.detach().double())
-    assert (y.detach().double() - exact).abs().max() < 2.5e-7  # torch's own float32 tanh: 3.1e-8
+    assert (y.detach().double() - exact).abs().max() < 4e-7  # 1.8e-7 here; torch's own float32 tanh: 3.1e-8
     assert torch.equal(tanh(torch.zeros(3)), torch.zeros(3)) and tanh(torch.tensor([40.0])).item() == 1.0
     (grad,) = torch.autograd.grad(y.sum(), x)
     torch.testing.assert_close(grad, 1 - y.detach() ** 2)

@@ -49,7 +49,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pgti.allocator import configure_allocator
 from pgti.bench import machine
 from pgti.bench.bounds import at_least, check_batch
 from pgti.bench.loader_report import format_table
@@ -172,7 +171,6 @@ def _spawn(method: str, args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pgti.bench.loader", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    configure_allocator()  # as under `pgti` (pgti.cli)
     return run(parser.parse_args(argv))
 
 

@@ -36,7 +36,6 @@ import threading
 import time
 from pathlib import Path
 
-from pgti.allocator import configure_allocator
 from pgti.bench.bounds import check_batch, counts
 from pgti.bench.format import gib_column
 from pgti.bench.scaling import mpirun
@@ -332,5 +331,4 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--real-nodes", action="store_true", help="never simulate nodes (runs across hosts)")
     ns = parser.parse_args()
-    configure_allocator()  # as under `pgti` (pgti.cli)
     _worker(ns.worker, ns.data, ns.batch_size, ns.real_nodes)

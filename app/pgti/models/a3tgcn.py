@@ -96,9 +96,11 @@ class _AttentionContext(torch.autograd.Function):
     a permuted copy for the einsum's bmm and a summed gradient), and the backward writes each
     state's gradient once, contiguous: `alpha_t dC + w2 (x) dS_t`, where autograd produced the
     outer product transposed and added two broadcast products into it (~30 ms of a 0.33 s step).
-    The biases' gradients are exactly zero (the softmax cancels them)."""
+    The biases' gradients are exactly zero (the softmax cancels them). Once-differentiable; in
+    float32 under CUDA autocast."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, w1, w2, b1, b2, *states):
         alpha, sums = _attention_weights(states, w1, w2)
         context = states[0] * alpha[:, :1]  # alpha [B, 1] broadcast over [N, B, U]
@@ -108,7 +110,10 @@ class _AttentionContext(torch.autograd.Function):
         return context
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad):
+        grad = grad.contiguous()
         w1, w2, b1, b2, alpha, sums, *states = ctx.saved_tensors
         nodes, batch, units = states[0].shape
         grad_alpha = torch.stack([(grad * h).sum((0, 2)) for h in states], dim=1)  # [B, T]

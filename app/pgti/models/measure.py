@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from pgti.allocator import release_free_heap
+
 MMAP_THRESHOLD = 128 * 1024
 CPU_METHOD = ("CPU peak resident set growth in a child process (Linux VmHWM reset via "
               "/proc/self/clear_refs; glibc mmap threshold pinned at 128 KiB)")
@@ -121,6 +123,7 @@ def cpu_step_memory(request: dict, timeout: float = 3600) -> StepMemory:
     """Peak memory of one CPU training step, measured in a fresh child (see the module docstring)."""
     if not Path("/proc/self/clear_refs").exists():
         return StepMemory(None, "not measured: needs Linux /proc/self/clear_refs")
+    release_free_heap()  # the parent's kept high-water mark must not sit beside the child
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD),
                PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))

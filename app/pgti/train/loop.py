@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from pgti import __version__
+from pgti.allocator import release_free_heap
 from pgti.config import Config, config_hash, parse_duration, to_dict, to_toml
 from pgti.distributed.engine import make_engine
 from pgti.distributed.world import run_on_root
@@ -37,7 +38,7 @@ from pgti.train.monitor import Monitor
 from pgti.train.pipeline import Pipeline, build_pipeline
 from pgti.train.plots import plot_curves
 from pgti.train.progress import Progress
-from pgti.train.rundir import RunDir, peak_device_bytes, peak_rss_bytes, release_free_heap
+from pgti.train.rundir import RunDir, peak_device_bytes, peak_rss_bytes
 from pgti.train.session import check_dataset, dataset_identity, load_weights, model_for_run, resolve_device
 from pgti.train.signals import Deadline, StopRequest
 from pgti.train.state import TrainState, rng_state, seed_everything, set_rng_state

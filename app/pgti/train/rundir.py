@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import resource
@@ -111,16 +110,3 @@ def peak_rss_bytes() -> int:
 
 def peak_device_bytes(device: torch.device) -> int:
     return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
-
-
-def release_free_heap() -> None:
-    """Hand the heap's free pages back to the kernel (glibc `malloc_trim`; elsewhere a no-op).
-
-    Called between training and validation: the training step's freed activations stay in
-    glibc's heap, and validation's differently shaped tensors would otherwise be added on top
-    of them (measured at full-PeMS scale: +0.15 GB per rank, enough to take a node from
-    1.45x to 1.50x the raw array)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
