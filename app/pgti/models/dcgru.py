@@ -49,8 +49,10 @@ def project(terms: list[torch.Tensor], weights: list[torch.Tensor], bias: torch.
         features, weight = torch.cat(terms, dim=1), torch.cat(weights, dim=0)
         return torch.addmm(bias, features, weight) if bias is not None else features @ weight
     out = torch.addmm(bias, terms[0], weights[0]) if bias is not None else terms[0] @ weights[0]
+    # autocast (train.bf16) casts only out-of-place ops: there `out` is bfloat16 and the terms not
+    in_place = not torch.is_autocast_enabled(out.device.type)
     for term, weight in zip(terms[1:], weights[1:]):
-        out = out.addmm_(term, weight)
+        out = out.addmm_(term, weight) if in_place else torch.addmm(out, term, weight)
     return out
 
 
@@ -99,7 +101,7 @@ def dcgru_step(diffusion: Diffusion, x_part: torch.Tensor, h: torch.Tensor, weig
     update, reset_h = gru_gates(gates + x_gates, h)
     candidate = project(diffusion(reset_h), weights.cand_h).view_as(h)
     candidate = tanh(candidate + x_candidate)
-    return torch.lerp(candidate, h, update)  # u . h + (1 - u) . c
+    return torch.lerp(candidate.to(h.dtype), h, update.to(h.dtype))  # u . h + (1 - u) . c; h's dtype under autocast
 
 
 class GRUParameters(nn.Module):

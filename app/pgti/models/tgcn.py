@@ -54,4 +54,4 @@ class TGCNCell(GRUParameters):
                                     torch.addmm(self.gate_bias[units:], xh, self.gate_weight[:, units:]))
         candidate = graph_conv(support, torch.cat([x, reset_h], dim=-1))
         candidate = tanh(torch.addmm(self.candidate_bias, candidate, self.candidate_weight)).view_as(h)
-        return torch.lerp(candidate, h, update)  # u . h + (1 - u) . c
+        return torch.lerp(candidate.to(h.dtype), h, update.to(h.dtype))  # u . h + (1 - u) . c; h's dtype under autocast
