@@ -6,15 +6,16 @@ torch's CPU allocator is plain `malloc`. glibc maps every block above its mmap t
 above 128 KiB. A training step allocates and frees the same activation-sized blocks again and
 again, so each one comes back as fresh zero pages: one page fault per 4 KiB, each with the
 kernel's zeroing. Measured on the pems-bay preset, B = 64, 2 threads: an A3T-GCN step took
-~150,000 minor faults (~600 MB of fresh pages) and 0.73 s; with freed blocks kept in the heap,
-0-2 faults and 0.55 s. Graph WaveNet: 4.0 -> 3.2-3.7 s, DCRNN: 6.0 -> 5.6 s.
+~150,000 minor faults (~600 MB of fresh pages) and 0.65-0.73 s; with freed blocks kept in the
+heap, 0-2 faults and 0.53-0.56 s (docs/benchmarks.md, "Model steps against this machine's
+bound", for the other models and the end-to-end figures).
 
 `configure_allocator()` makes glibc serve every block from the heap (`M_MMAP_MAX = 0`) and
 not trim it on free (`M_TRIM_THRESHOLD = -1`); training still hands the free heap back once
-per epoch, between training and validation (`release_free_heap`). The
-resident set then stays at the step's high-water mark instead of breathing with it: measured
-0-20% above glibc's peak (fragmentation). glibc still maps a block where the heap cannot grow,
-and a thread other than the main one gets blocks above 64 MiB mapped (its arena's limit).
+per epoch, between training and validation (`release_free_heap`). The resident set then stays
+at the step's high-water mark instead of breathing with it: measured 0-20% above glibc's peak
+(fragmentation). glibc still maps a block where the heap cannot grow, and a thread other than
+the main one gets blocks above 64 MiB mapped (its arena's limit).
 
 `PGTI_MALLOC=system` keeps glibc's defaults. Any malloc setting of the user's own (the
 `MALLOC_MMAP_THRESHOLD_`/`MMAP_MAX_`/`TRIM_THRESHOLD_`/`TOP_PAD_` variables, `glibc.malloc`

@@ -8,14 +8,14 @@ in-place passes: 0.45 ms). The GRU candidates and Graph WaveNet's gates call it 
 step, and in an A3T-GCN step it was ~6% of the time. The identity costs accuracy only in the
 last bits of its absolute value: the largest absolute error against a float64 tanh over
 [-20, 20] is 1.8e-7 (torch's tanh: 3.1e-8). Near 0 the relative error grows (tanh(1e-8) is 0
-here): fine for a GRU candidate or a gate, whose values are summed with others of order 1. The backward is torch's own `tanh_backward` on the saved output, as for
-`torch.tanh`. Elsewhere (CUDA) torch's tanh is used as is.
+here): fine for a GRU candidate or a gate, whose values are summed with others of order 1.
+The backward is torch's own `tanh_backward` on the saved output, as for `torch.tanh`.
+Elsewhere (CUDA) torch's tanh is used as is.
 
 `gru_gates`: a GRU's reset and update gates and `r . h` in one autograd node, from one
 `[..., 2U]` pre-activation (without `split`'s concatenating backward) or from two.
 
-Both Functions are once-differentiable, and on CUDA under autocast (`train.bf16`) `_GRUGates`
-runs in float32.
+`_GRUGates` is once-differentiable and runs in float32 under CUDA autocast (`train.bf16`).
 """
 from __future__ import annotations
 
@@ -43,10 +43,10 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
 
 
 class _GRUGates(torch.autograd.Function):
-    """`r, u = sigmoid(pre_r), sigmoid(pre_u)`, returning `(u, r . h)` with a hand-written
-    backward: both gates' gradients in one node each, and with one `[R, 2U]` input (`pre_u`
-    None) the two halves of its gradient written in place, where autograd's `split` would
-    concatenate them (a strided copy)."""
+    """`r, u = sigmoid(pre_r), sigmoid(pre_u)`, returning `(u, r . h)`, with one hand-written
+    backward for all of it. With one `[R, 2U]` input (`pre_u` None) the backward writes the two
+    halves of its gradient in place, where autograd's `split` would concatenate them (a strided
+    copy)."""
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
