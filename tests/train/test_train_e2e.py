@@ -26,6 +26,7 @@ from testlib import (
     run_pgti,
     synth_dataset,
     wait_for_files,
+    wait_until,
 )
 
 EXIT_RESUBMIT = 75
@@ -102,6 +103,14 @@ def pgti_status(run_dir: Path) -> dict:
     return json.loads(proc.stdout)
 
 
+def _status_step(run_dir: Path) -> int:
+    """The global step in R/status.json (written whole, atomically), 0 before it exists."""
+    try:
+        return json.loads((run_dir / "status.json").read_text()).get("global_step", 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def tree_digest(run_dir: Path) -> dict[str, str]:
     return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(run_dir.rglob("*")) if p.is_file()}
@@ -142,6 +151,8 @@ def test_a_second_job_is_refused_then_sigterm_checkpoints_for_a_resubmit(tiny_da
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_files(run_dir / "checkpoints" / "step-*.pt", proc)
+        # status.json follows the checkpoint's rename: pausing in between would leave step 0 there
+        wait_until(lambda: _status_step(run_dir) >= 3, "status.json at the first checkpoint's step", proc)
         proc.send_signal(signal.SIGSTOP)
         before = tree_digest(run_dir)
         began = time.monotonic()
