@@ -14,6 +14,7 @@ Elsewhere (CUDA) torch's tanh is used as is.
 
 `gru_gates`: a GRU's reset and update gates and `r . h` in one autograd node, from one
 `[..., 2U]` pre-activation (without `split`'s concatenating backward) or from two.
+`gru_update`: the new state from the candidate, the state and the update gate.
 
 `_GRUGates` is once-differentiable and runs in float32 under CUDA autocast (`train.bf16`).
 """
@@ -84,3 +85,9 @@ def gru_gates(pre: torch.Tensor, h: torch.Tensor, pre_update: torch.Tensor | Non
     `sigmoid(pre).split(U)` for one `pre [..., 2U]` (columns r then u), or as
     `sigmoid(pre), sigmoid(pre_update)` for two pre-activations shaped like h (or `[N*B, U]`)."""
     return _GRUGates.apply(pre, pre_update, h)
+
+
+def gru_update(candidate: torch.Tensor, h: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    """A GRU's new state `u . h + (1 - u) . c`, in h's dtype: under autocast (`train.bf16`) the
+    candidate and the gate may come out of their GEMMs in bfloat16, and `lerp` does not cast."""
+    return torch.lerp(candidate.to(h.dtype), h, update.to(h.dtype))

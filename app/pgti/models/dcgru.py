@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pgti.models.activations import gru_gates, tanh
+from pgti.models.activations import gru_gates, gru_update, tanh
 from pgti.models.diffusion import Diffusion
 
 
@@ -101,7 +101,7 @@ def dcgru_step(diffusion: Diffusion, x_part: torch.Tensor, h: torch.Tensor, weig
     update, reset_h = gru_gates(gates + x_gates, h)
     candidate = project(diffusion(reset_h), weights.cand_h).view_as(h)
     candidate = tanh(candidate + x_candidate)
-    return torch.lerp(candidate.to(h.dtype), h, update.to(h.dtype))  # u . h + (1 - u) . c; h's dtype under autocast
+    return gru_update(candidate, h, update)
 
 
 class GRUParameters(nn.Module):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from pgti.models.activations import gru_gates, tanh
+from pgti.models.activations import gru_gates, gru_update, tanh
 from pgti.models.dcgru import GRUParameters
 from pgti.models.sparse import SparseMatrix
 
@@ -54,4 +54,4 @@ class TGCNCell(GRUParameters):
                                     torch.addmm(self.gate_bias[units:], xh, self.gate_weight[:, units:]))
         candidate = graph_conv(support, torch.cat([x, reset_h], dim=-1))
         candidate = tanh(torch.addmm(self.candidate_bias, candidate, self.candidate_weight)).view_as(h)
-        return torch.lerp(candidate.to(h.dtype), h, update.to(h.dtype))  # u . h + (1 - u) . c; h's dtype under autocast
+        return gru_update(candidate, h, update)
