@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks, one prepared script for a CUDA machine (about 5 minutes on one H200):
 # the GPU tests (pytest -m gpu), `pgti bench epoch --device cuda` and `pgti bench model` on
-# CUDA, all on the pems-bay preset. Results (logs, JSON) go to OUTDIR.
+# CUDA (eager, and a3tgcn/gwnet compiled), all on the pems-bay preset. Results (logs, JSON) go to OUTDIR.
 #   bash tests/gpu_checks.sh [OUTDIR]          (default /tmp/pgti-gpu)
 # Runs from a checkout without installing it (PYTHONPATH=app); PGTI_PYTHON picks the
 # interpreter (default python3, which must have torch with CUDA, h5py and mpi4py + an MPI).
@@ -38,5 +38,9 @@ done
 for model in dcrnn-pgt dcrnn gwnet a3tgcn; do
   step "model-$model" 120 "$py" -m pgti.cli bench model --model "$model" --data "$data" --device cuda \
     --batch-size 64 --json "$out/model-$model.json"
+done
+for model in a3tgcn gwnet; do  # model.compile: does inductor's fusion pay on the GPU?
+  step "model-$model-compiled" 150 "$py" -m pgti.cli bench model --model "$model" --data "$data" --device cuda \
+    --batch-size 64 --compile --no-memory --json "$out/model-$model-compiled.json"
 done
 exit "$status"

@@ -73,6 +73,9 @@ class DataConfig:
 class ModelConfig:
     name: str = _opt("dcrnn", "model name", choices=model_names())
     params: dict = _opt({}, "model hyper-parameters overriding the model's defaults (see `pgti info model`)")
+    compile: bool = _opt(False, "torch.compile (inductor) the training step's model, compiled before the first "
+                         "step; eager on every rank, with one warning, where it cannot compile",
+                         resume_safe=True, hash_at_default=False)
 
 
 @dataclass

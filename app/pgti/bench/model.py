@@ -1,7 +1,7 @@
 """`pgti bench model`: pgti's batched sparse models vs PGT-I style message passing.
 
     pgti bench model --model dcrnn-pgt --data pems-bay.h5 --batch-size 64 [--device cpu|cuda]
-                     [--steps N] [--no-memory] [--json FILE]
+                     [--steps N] [--no-memory] [--compile] [--json FILE]
 
 Times one training step (forward + backward) per batch and measures its peak memory for pgti's
 implementation ("pgti" in the output and JSON) and for a reference ("pgt_i") that diffuses the
@@ -11,6 +11,9 @@ timing it checks that both compute the same outputs (max |difference| <= 1e-4, j
 float64; the float32 difference is reported too) and fails if not.
 Models without a reference (a3tgcn, gwnet) are timed alone. Memory is measured as described in
 `pgti.models.measure` (on CPU in a child process, so timings and memory do not disturb each other).
+`--compile` times (and measures) pgti's model compiled as `model.compile = true` trains it
+(`pgti.models.compiled`; the FLOPs are counted on the eager step, which does the same work);
+the reference stays eager.
 """
 from __future__ import annotations
 
@@ -43,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip the memory measurement (on CPU it runs in a child process)")
     p.add_argument("--no-bound", dest="bound", action="store_false",
                    help="skip the FLOP count, GEMM rates, bound_fraction and profile (two more steps and ~1 s)")
+    p.add_argument("--compile", action="store_true",
+                   help="pgti's model compiled with torch.compile (inductor), as model.compile = true trains it")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     add_force_argument(p)
 
@@ -55,7 +60,7 @@ def _time(model, x, y, device, args) -> dict:
                 min_s=min(seconds), parameters=sum(p.numel() for p in model.parameters()))
 
 
-def _memory(model, x, y, device, args, kwargs, reference: str | None) -> dict:
+def _memory(model, x, y, device, args, kwargs, reference: str | None, compiled: bool = False) -> dict:
     from pgti.models.measure import cpu_step_memory, cuda_step_memory, measure_request, training_step
 
     if not args.memory:
@@ -65,7 +70,7 @@ def _memory(model, x, y, device, args, kwargs, reference: str | None) -> dict:
     else:
         memory = cpu_step_memory(measure_request(model=args.model, data=args.data, kwargs=kwargs,
                                                  batch_size=args.batch_size, global_step=args.global_step,
-                                                 reference=reference))
+                                                 reference=reference, compile=compiled))
     return dict(peak_bytes=memory.peak_bytes, memory_method=memory.method)
 
 
@@ -129,15 +134,18 @@ def run(args) -> int:
               f"({'ok' if agree else 'MISMATCH'}, tolerance {TOLERANCE:g}); {single:.1e} in float32")
         if not agree:
             status = EXIT_FAILURE
-    result["pgti"] = _time(pgti_model, x, y, device, args)
-    result["pgti"].update(_memory(pgti_model, x, y, device, args, kwargs, None))
-    _report("pgti", f"batched sparse ({type(pgti_model).__name__})", result["pgti"], human_bytes)
+    timed = _compiled(pgti_model, x, y, device, args, result) if args.compile else pgti_model
+    result["pgti"] = _time(timed, x, y, device, args)
+    result["pgti"].update(_memory(pgti_model, x, y, device, args, kwargs, None, compiled=timed is not pgti_model))
+    _report("pgti", f"batched sparse ({type(pgti_model).__name__}{', compiled' if timed is not pgti_model else ''})",
+            result["pgti"], human_bytes)
     if args.bound:
         from pgti.models.measure import training_step
         from pgti.models.roofline import bound_report, format_bound
 
         result["pgti"].update(bound_report(training_step(pgti_model, x, y, global_step=args.global_step), device,
-                                           result["pgti"]["median_s"]))
+                                           result["pgti"]["median_s"],
+                                           profile_step=training_step(timed, x, y, global_step=args.global_step)))
         for line in format_bound(result["pgti"]):
             print(line)
     if args.model in REFERENCES:
@@ -158,6 +166,21 @@ def run(args) -> int:
         write_text_output(args.json, json.dumps(result, indent=2) + "\n", option="--json")
         print(f"json         {args.json}")
     return status
+
+
+def _compiled(model, x, y, device, args, result: dict):
+    """`model` compiled (or, where it cannot compile, itself), reported in `result["compile"]`."""
+    import time
+
+    from pgti.models.compiled import compile_model, probe_step
+
+    began = time.perf_counter()
+    compiled, failure = compile_model(model, probe_step(x, y, args.global_step), device)
+    seconds = time.perf_counter() - began
+    result["compile"] = dict(compiled=failure is None, seconds=seconds, failure=failure)
+    print("compile      torch.compile (inductor): " + (f"compiled and probed in {seconds:.1f} s" if failure is None
+                                                        else f"failed ({failure}); timing eager"))
+    return compiled
 
 
 def _report(label: str, description: str, measured: dict, human_bytes) -> None:

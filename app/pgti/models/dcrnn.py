@@ -103,19 +103,26 @@ class DCRNN(nn.Module):
                 layer_input = states[i]
             prediction = self.projection(layer_input)
             outputs.append(prediction)
-            use_truth = threshold is not None and float(torch.rand(())) < threshold
-            step_input = labels[:, t] if use_truth else prediction
+            if threshold is None:
+                step_input = prediction
+            else:  # a tensor condition, not a Python branch: torch.compile traces one graph
+                truth = (torch.rand(()) < threshold).to(prediction.device)  # compared in float64
+                step_input = torch.where(truth, labels[:, t], prediction)
         return torch.stack(outputs, dim=1)
 
-    def teacher_forcing_probability(self, y, global_step) -> float | None:
-        """Scheduled sampling's probability of feeding the truth, or None when it does not apply.
+    @torch.compiler.disable
+    def teacher_forcing_probability(self, y, global_step) -> torch.Tensor | None:
+        """Scheduled sampling's probability of feeding the truth (a float64 0-d tensor), or None
+        when it does not apply.
 
         It applies in training mode only, with targets and `use_curriculum_learning`; evaluation
-        never sees the targets.
+        never sees the targets. Under `model.compile` it runs outside the graph and the graph
+        gets a tensor: the Python arithmetic on the int global_step, traced, would guard on its
+        value and compile again at every step.
         """
         if not (self.training and self.use_curriculum_learning and y is not None):
             return None
         if global_step is None:
             raise ValueError("DCRNN: training with targets y needs global_step (the number of "
                              "batches seen) for scheduled sampling; pass global_step=..., or y=None")
-        return sampling_probability(global_step, self.cl_decay_steps)
+        return torch.tensor(sampling_probability(global_step, self.cl_decay_steps), dtype=torch.float64)

@@ -111,12 +111,12 @@ def rss_step_growth(step) -> int | None:
 
 
 def measure_request(*, model: str, data: str, kwargs: dict, batch_size: int, global_step: int,
-                    reference: str | None = None) -> dict:
+                    reference: str | None = None, compile: bool = False) -> dict:
     """What a child needs to rebuild a model and its batch. `kwargs` are `build_model`'s
     keyword arguments without the graph (the child reads it from `data`)."""
     kwargs = {k: v for k, v in kwargs.items() if k not in ("edge_index", "edge_weight")}
     return dict(model=model, data=str(data), kwargs=kwargs, batch_size=batch_size,
-                global_step=global_step, reference=reference, threads=torch.get_num_threads())
+                global_step=global_step, reference=reference, threads=torch.get_num_threads(), compile=compile)
 
 
 def cpu_step_memory(request: dict, timeout: float = 3600) -> StepMemory:
@@ -157,6 +157,10 @@ def _child(request: dict) -> dict:
     x, y = example_batch(info, batch_size=request["batch_size"], input_steps=kwargs["input_steps"],
                          output_steps=kwargs["output_steps"], input_channels=kwargs["input_channels"],
                          output_channels=kwargs["output_channels"])
+    if request.get("compile"):
+        from pgti.models.compiled import compile_model, probe_step
+
+        model, _ = compile_model(model.train(), probe_step(x, y, request["global_step"]))
     step = training_step(model.train(), x, y, global_step=request["global_step"])
     step()  # warm-up: lazy one-time state is not the step's memory
     return dict(peak_bytes=rss_step_growth(step))

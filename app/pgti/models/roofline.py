@@ -104,8 +104,9 @@ def profile_top(step, device: torch.device, count: int = 5) -> list[dict]:
             for e in rows]
 
 
-def bound_report(step, device: torch.device, step_seconds: float) -> dict:
-    """Work, rates and the bound fraction of `step` (which runs twice more: counting, profile)."""
+def bound_report(step, device: torch.device, step_seconds: float, profile_step=None) -> dict:
+    """Work, rates and the bound fraction of `step` (which runs twice more: counting, profile).
+    `profile_step`: profile this one instead (a compiled step, whose FLOPs `step` counts)."""
     work = count_work(step)
     covered = seconds_per_flop = 0.0
     for shape in work["gemm_shapes"]:
@@ -119,7 +120,7 @@ def bound_report(step, device: torch.device, step_seconds: float) -> dict:
     achieved = work["dense_flop"] / step_seconds
     return {**work, "achieved_gflops": achieved / 1e9, "gemm_gflops_model_shape": at_shape / 1e9,
             "gemm_gflops_2048": square / 1e9, "bound_fraction": achieved / at_shape,
-            "profile_top": profile_top(step, device)}
+            "profile_top": profile_top(profile_step or step, device)}
 
 
 def format_bound(r: dict) -> list[str]:

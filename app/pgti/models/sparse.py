@@ -5,6 +5,12 @@ transpose, for the backward pass: `dL/dX = A^T @ dL/dY`) and then only multiplie
 COO coalescing and CSR transposition in the hot path. A `SparseMatrix` stores its parts as
 plain dense tensors, so a model holding it can be deep-copied, pickled and moved between
 devices (torch's CSR tensors support none of the first two).
+
+Under `torch.compile` (`model.compile`) the product is the registered operator
+`pgti::csr_matmul` over those dense parts: dynamo cannot trace sparse tensors and would break
+the graph at every product (and fall back to eager after its recompile limit), so the operator
+is opaque to it, with a shape-only fake and an autograd formula of its own. Eager code keeps
+the autograd Function below, which reuses the cached CSR tensors (no construction per call).
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ def _csr_parts(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, sha
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
         csr = coo.coalesce().to_sparse_csr()
-    return csr.crow_indices(), csr.col_indices(), csr.values()
+    # copies: the accessors return views whose base is the sparse tensor, which dynamo rejects
+    return csr.crow_indices().clone(), csr.col_indices().clone(), csr.values().clone()
 
 
 class SparseMatrix:
@@ -107,6 +114,9 @@ class SparseMatrix:
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """`A @ x` for dense `x [cols, F]` -> `[rows, F]`, differentiable in `x`."""
+        if torch.compiler.is_compiling():
+            p = self.parts
+            return csr_product(p["crow"], p["col"], p["val"], p["t_crow"], p["t_col"], p["t_val"], x)
         return _SparseMatmul.apply(self, x)
 
 
@@ -133,6 +143,34 @@ class _SparseMatmul(torch.autograd.Function):
         if not ctx.needs_input_grad[1]:
             return None, None
         return None, csr_matmul(ctx.matrix.csr_transposed(), grad_output)
+
+
+@torch.library.custom_op("pgti::csr_matmul", mutates_args=())
+def csr_product(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, t_crow: torch.Tensor,
+                t_col: torch.Tensor, t_val: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`A @ x` from the CSR parts of A and of its transpose (the backward's `A^T @ grad`): the
+    operator that compiled code calls (see the module docstring)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+        a = torch.sparse_csr_tensor(crow, col, val, (crow.shape[0] - 1, x.shape[0]), check_invariants=False)
+    return csr_matmul(a, x)
+
+
+@csr_product.register_fake
+def _csr_product_shape(crow, col, val, t_crow, t_col, t_val, x):
+    return x.new_empty((crow.shape[0] - 1, x.shape[1]), dtype=val.dtype)
+
+
+def _csr_product_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:6])
+
+
+def _csr_product_backward(ctx, grad):
+    crow, col, val, t_crow, t_col, t_val = ctx.saved_tensors
+    return None, None, None, None, None, None, csr_product(t_crow, t_col, t_val, crow, col, val, grad)
+
+
+csr_product.register_autograd(_csr_product_backward, setup_context=_csr_product_context)
 
 
 def scaled(matrix: SparseMatrix, factor: float) -> SparseMatrix:

@@ -39,7 +39,14 @@ from pgti.train.pipeline import Pipeline, build_pipeline
 from pgti.train.plots import plot_curves
 from pgti.train.progress import Progress
 from pgti.train.rundir import RunDir, peak_device_bytes, peak_rss_bytes
-from pgti.train.session import check_dataset, dataset_identity, load_weights, model_for_run, resolve_device
+from pgti.train.session import (
+    check_dataset,
+    compiled_for_run,
+    dataset_identity,
+    load_weights,
+    model_for_run,
+    resolve_device,
+)
 from pgti.train.signals import Deadline, StopRequest
 from pgti.train.state import TrainState, rng_state, seed_everything, set_rng_state
 from pgti.train.step import StepParts, make_optimizer, make_scheduler, train_step
@@ -89,7 +96,8 @@ def train(cfg: Config, run_dir: RunDir, world, resume: str | None = None, ignore
         load_weights(model, ckpt["model"], found, world)
     state = TrainState.from_checkpoint(ckpt, world.rank)
     engine = make_engine(cfg.dist, world, device)
-    train_model, optimizer = engine.prepare(model, make_optimizer(cfg, model), ckpt["optimizer"] if ckpt else None)
+    to_train = compiled_for_run(cfg, pipeline, world, model, device, state.global_step) if cfg.model.compile else model
+    train_model, optimizer = engine.prepare(to_train, make_optimizer(cfg, model), ckpt["optimizer"] if ckpt else None)
     steps_per_epoch = len(pipeline.train_starts(0)) // t.batch_size  # equal on every rank, every epoch
     scheduler = make_scheduler(cfg, optimizer, steps_per_epoch, world.size, ckpt["scheduler"] if ckpt else None)
     restore_rng(t.seed, world, ckpt)

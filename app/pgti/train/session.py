@@ -24,6 +24,35 @@ def model_for_run(cfg: Config, pipeline) -> torch.nn.Module:
     )
 
 
+def compiled_for_run(cfg: Config, pipeline, world, model: torch.nn.Module, device, global_step: int):
+    """`model.compile`: `model` compiled (and probed on a batch of zeros of the training shape)
+    on every rank, or `model` itself on every rank when any rank could not compile it: rank 0
+    logs one warning naming the ranks and the first reason. Collective."""
+    import logging
+    import time
+
+    from pgti.models.compiled import compile_model, probe_step
+
+    log = logging.getLogger("pgti.train")
+    t, nodes = cfg.train, pipeline.info.num_nodes
+    x = torch.zeros(t.batch_size, cfg.data.input_steps, nodes, pipeline.x_channels, device=device)
+    y = torch.zeros(t.batch_size, cfg.data.output_steps, nodes, pipeline.y_channels, device=device)
+    log.info("model.compile: compiling the model with torch.compile (inductor) ...")
+    began = time.perf_counter()
+    compiled, failure = compile_model(model, probe_step(x, y, global_step, autocast=t.bf16 and device.type == "cuda"),
+                                      device)
+    failures = world.comm.allgather(failure)
+    failed = [rank for rank, reason in enumerate(failures) if reason]
+    if not failed:
+        log.info("model.compile: compiled in %.1f s", time.perf_counter() - began)
+        return compiled
+    if world.is_root:
+        ranks = ", ".join(map(str, failed[:8])) + (", ..." if len(failed) > 8 else "")
+        log.warning("model.compile: torch.compile failed on rank(s) %s of %d (%s); every rank trains eager",
+                    ranks, world.size, failures[failed[0]])
+    return model
+
+
 def dataset_identity(info) -> dict:
     """What a checkpoint records of the dataset it was trained on: the sensors (ids, in order)
     and channels. The time range may change (a longer series); the sensors may not."""

@@ -1,0 +1,124 @@
+"""`model.compile`: torch.compile of the training step (pgti.models.compiled).
+
+The in-process test compiles A3T-GCN with inductor at the shapes of the `pgti train` runs below
+(tiny dataset, batch 32, hidden size 8), so those runs find inductor's cache filled; the
+DCRNN test traces with "aot_eager" (dynamo's graphs and guards, no C++ compiler).
+"""
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+from train_helpers import ENV
+
+from pgti.models.compiled import compile_model, probe_step
+from pgti.models.registry import build_model
+from testlib import mpirun_command, train_command
+
+COMPILED_RUN = ["model.name=a3tgcn", "model.params.hidden_size=8", "train.batch_size=32", "train.epochs=1",
+                "train.max_steps=6", "dist.engine=horovod", "model.compile=true", "log.every_steps=2"]
+
+
+def tiny_model(name: str, data, **params):
+    from pgti.data.format import open_dataset
+
+    info = open_dataset(data)
+    torch.manual_seed(0)
+    return build_model(name, num_nodes=info.num_nodes, input_channels=info.num_channels + 1,
+                       output_channels=info.num_channels, input_steps=12, output_steps=12,
+                       edge_index=info.edge_index, edge_weight=info.edge_weight, **params), info
+
+
+def batch(info, size=32, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(size, 12, info.num_nodes, info.num_channels + 1, generator=g),
+            torch.randn(size, 12, info.num_nodes, info.num_channels, generator=g))
+
+
+def test_the_sparse_product_operator_is_registered_correctly():
+    """torch.library's own checks of pgti::csr_matmul (schema, fake, autograd, AOT dispatch),
+    and its value and gradient against the dense product."""
+    from pgti.models.sparse import SparseMatrix, csr_product
+
+    a = SparseMatrix.from_coo([0, 0, 1, 2, 2], [0, 2, 1, 0, 3], [1.0, -2.0, 0.5, 3.0, 1.5], (3, 4))
+    p = a.parts
+    x = torch.randn(4, 5, requires_grad=True)
+    args = (p["crow"], p["col"], p["val"], p["t_crow"], p["t_col"], p["t_val"], x)
+    torch.library.opcheck(csr_product, args)
+    out = csr_product(*args)
+    out.backward(torch.ones_like(out))
+    dense = a.to_dense()
+    torch.testing.assert_close(out, dense @ x.detach())
+    torch.testing.assert_close(x.grad, dense.t() @ torch.ones(3, 5))
+
+
+def test_compiled_a3tgcn_is_one_graph_and_matches_eager(tiny_data, one_thread):
+    eager, info = tiny_model("a3tgcn", tiny_data, hidden_size=8)
+    model = copy.deepcopy(eager)
+    x, y = batch(info)
+    torch._dynamo.reset()
+    counters.clear()
+    rng = torch.get_rng_state()
+    compiled, failure = compile_model(model, probe_step(torch.zeros_like(x), torch.zeros_like(y)))
+    assert failure is None
+    assert torch.equal(torch.get_rng_state(), rng), "the probe must leave the random stream as it was"
+    assert all(p.grad is None for p in model.parameters())
+    assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])  # sparse products inside
+    for m in (compiled, eager):
+        m(x, y, global_step=0).square().mean().backward()
+    torch.testing.assert_close(compiled(x, y, global_step=0), eager(x, y, global_step=0), rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(model.named_parameters(), eager.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-6, msg=name)
+
+
+def test_dcrnn_compiles_once_for_every_global_step(tiny_data, one_thread):
+    """Scheduled sampling reads the int global_step: its probability is computed outside the
+    graph, so after the probe (steps 5 and 6) no later step compiles again."""
+    model, info = tiny_model("dcrnn", tiny_data, hidden_size=4, num_layers=1, cl_decay_steps=3)
+    x, y = batch(info, size=4)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled, failure = compile_model(model, probe_step(x, y, global_step=5), backend="aot_eager")
+    assert failure is None
+    graphs = counters["stats"]["unique_graphs"]
+    for step in (7, 8, 100, 10**6):
+        compiled(x, y, global_step=step).mean().backward()
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_two_horovod_ranks_train_compiled(tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    done = subprocess.run(mpirun_command(2) + train_command(tiny_data, run_dir, *COMPILED_RUN),
+                          capture_output=True, text=True, timeout=400, env=ENV)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    assert re.search(r"\[rank 0/2 node 0\] INFO pgti.train: model.compile: compiled in", log), log
+    assert "parameters identical on all 2 ranks" in log, log
+    newest = sorted((run_dir / "checkpoints").glob("step-*.pt"))[-1]
+    state = torch.load(newest, map_location="cpu", weights_only=False)
+    assert not [k for k in state["model"] if k.startswith("_orig_mod")]  # the bare module's names
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_a_rank_without_a_compiler_makes_every_rank_train_eager(tiny_data, tmp_path):
+    """Rank 0 has no C++ compiler (and an empty inductor cache), rank 1 compiles: both train
+    eager, and the job says so in one warning, with no traceback."""
+    run_dir = tmp_path / "run"
+    command = train_command(tiny_data, run_dir, *COMPILED_RUN)
+    no_compiler = ["env", "CXX=/nonexistent/g++", f"TORCHINDUCTOR_CACHE_DIR={tmp_path / 'empty-cache'}"]
+    launch = mpirun_command(1) + no_compiler + command + [":", "-np", "1"] + command
+    done = subprocess.run(launch, capture_output=True, text=True, timeout=400, env=ENV)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    warnings = [line for line in log.splitlines() if "model.compile" in line and "WARNING" in line]
+    assert len(warnings) == 1, log
+    assert "failed on rank(s) 0 of 2" in warnings[0] and "C++ compiler" in warnings[0], warnings
+    assert "compiled in" not in log and "parameters identical on all 2 ranks" in log, log
+    assert "Traceback" not in done.stdout + done.stderr
