@@ -105,9 +105,11 @@ class DCRNN(nn.Module):
             outputs.append(prediction)
             if threshold is None:
                 step_input = prediction
-            else:  # a tensor condition, not a Python branch: torch.compile traces one graph
-                truth = (torch.rand(()) < threshold).to(prediction.device)  # compared in float64
+            elif torch.compiler.is_compiling():  # a tensor condition: one graph, no host round trip
+                truth = torch.rand((), device=prediction.device) < threshold
                 step_input = torch.where(truth, labels[:, t], prediction)
+            else:  # the coin on the CPU, compared in float64: no device synchronization
+                step_input = labels[:, t] if bool(torch.rand(()) < threshold) else prediction
         return torch.stack(outputs, dim=1)
 
     @torch.compiler.disable
