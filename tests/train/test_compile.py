@@ -7,6 +7,7 @@ DCRNN test traces with "aot_eager" (dynamo's graphs and guards, no C++ compiler)
 from __future__ import annotations
 
 import copy
+import json
 import re
 import subprocess
 
@@ -122,3 +123,14 @@ def test_a_rank_without_a_compiler_makes_every_rank_train_eager(tiny_data, tmp_p
     assert "failed on rank(s) 0 of 2" in warnings[0] and "C++ compiler" in warnings[0], warnings
     assert "compiled in" not in log and "parameters identical on all 2 ranks" in log, log
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_bench_model_times_the_compiled_step(tiny_data, tmp_path, pgti_cli, one_thread):
+    out_json = tmp_path / "model.json"
+    status, out, err = pgti_cli("bench", "model", "--model", "a3tgcn", "--data", tiny_data, "--batch-size", "32",
+                                "--set", "hidden_size=8", "--steps", "1", "--no-memory", "--compile",
+                                "--json", out_json)
+    assert status == 0, err
+    result = json.loads(out_json.read_text())
+    assert result["compile"]["compiled"] and result["compile"]["graph_breaks"] == 0, result["compile"]
+    assert "(A3TGCN, compiled)" in out and result["pgti"]["bound_fraction"] > 0

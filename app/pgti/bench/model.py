@@ -172,14 +172,20 @@ def _compiled(model, x, y, device, args, result: dict):
     """`model` compiled (or, where it cannot compile, itself), reported in `result["compile"]`."""
     import time
 
+    from torch._dynamo.utils import counters
+
     from pgti.models.compiled import compile_model, probe_step
 
+    counters.clear()
     began = time.perf_counter()
     compiled, failure = compile_model(model, probe_step(x, y, args.global_step), device)
     seconds = time.perf_counter() - began
-    result["compile"] = dict(compiled=failure is None, seconds=seconds, failure=failure)
-    print("compile      torch.compile (inductor): " + (f"compiled and probed in {seconds:.1f} s" if failure is None
-                                                        else f"failed ({failure}); timing eager"))
+    breaks, graphs = sum(counters["graph_break"].values()), counters["stats"]["unique_graphs"]
+    result["compile"] = dict(compiled=failure is None, seconds=seconds, failure=failure, graphs=graphs,
+                             graph_breaks=breaks)
+    print("compile      torch.compile (inductor): " + (
+        f"compiled and probed in {seconds:.1f} s ({graphs} graph(s), {breaks} graph break(s))" if failure is None
+        else f"failed ({failure}); timing eager"))
     return compiled
 
 
