@@ -74,8 +74,8 @@ class ModelConfig:
     name: str = _opt("dcrnn", "model name", choices=model_names())
     params: dict = _opt({}, "model hyper-parameters overriding the model's defaults (see `pgti info model`)")
     compile: bool = _opt(False, "torch.compile (inductor) the training step's model, compiled before the first "
-                         "step; eager on every rank, with one warning, where it cannot compile (on this "
-                         "project's CPU figures: faster for a3tgcn and gwnet, 4x slower for dcrnn; README)",
+                         "step; eager on every rank, with one warning, where it cannot compile (CPU figures: "
+                         "README, docs/benchmarks.md)",
                          resume_safe=True)
 
 
