@@ -10,7 +10,8 @@ runs one probe step on the compiled module straight away: the random number gene
 restored afterwards and the gradients dropped, so the run trains the same batches from the
 same state as an eager one. If the probe raises, the module comes back uncompiled with the
 reason (one line); the caller decides what to log and whether ranks must agree
-(`pgti.train.loop`: every rank trains eager when one failed).
+(`pgti.train.session.compiled_for_run`: every rank trains eager when one failed). Batch norm's
+running statistics, which the probe's training-mode forwards would move, are restored too.
 
 What compiles into one graph: the models' dense work; the sparse graph products are the
 operator `pgti::csr_matmul` (`pgti.models.sparse`), opaque to dynamo. Evaluation stays eager
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from typing import Callable
 
 import torch
@@ -36,18 +38,25 @@ def compile_model(model: torch.nn.Module, probe: Callable[[torch.nn.Module], Non
                   device: torch.device | None = None, backend: str = "inductor") -> tuple[torch.nn.Module, str | None]:
     """`(torch.compile(model), None)` after a successful `probe`, else `(model, reason)`.
 
-    `probe(module)` runs forward and backward; the RNG states of the CPU and of `device`
-    (CUDA) are restored afterwards and every parameter's `.grad` is set to None. `backend`:
-    torch.compile's (the tests trace with "aot_eager", which needs no C++ compiler)."""
+    `probe(module)` runs forward and backward; afterwards the RNG states of the CPU and of
+    `device` (CUDA) and every buffer (batch norm's running statistics and batch count) are
+    restored, and every parameter's `.grad` is set to None. `backend`: torch.compile's (the
+    tests trace with "aot_eager", which needs no C++ compiler)."""
     started = time.perf_counter()
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     try:
         compiled = torch.compile(model, backend=backend)
-        with preserved_rng(device):
+        with preserved_rng(device), warnings.catch_warnings():
+            # inductor's once-per-process advice about TF32 on Ampere+ GPUs: one line per rank
+            warnings.filterwarnings("ignore", message="TensorFloat32 tensor cores")
             probe(compiled)
     except Exception as exc:  # an inductor, dynamo or compiler failure: train eager
         torch._dynamo.reset()  # drop half-built caches: the eager module must not hit them
         return model, one_line(exc)
     finally:
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
         for p in model.parameters():
             p.grad = None
     log.debug("model.compile: compiled and probed in %.1f s", time.perf_counter() - started)
@@ -55,9 +64,12 @@ def compile_model(model: torch.nn.Module, probe: Callable[[torch.nn.Module], Non
 
 
 def one_line(exc: BaseException) -> str:
-    """`Type: first line of the message` (inductor's messages run to dozens of lines)."""
-    text = str(exc).strip().splitlines()
-    first = next((line.strip() for line in text if line.strip()), "")
+    """`Type: first line of the message` of the error that stopped the compile: the backend's
+    own (dynamo wraps it as `BackendCompilerFailed: backend='inductor' raised:`)."""
+    while getattr(exc, "inner_exception", None) is not None:
+        exc = exc.inner_exception
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    first = next((line for line in lines if line and not line.endswith("raised:")), "")
     return f"{type(exc).__name__}: {first}"[:300]
 
 

@@ -27,9 +27,16 @@ def model_for_run(cfg: Config, pipeline) -> torch.nn.Module:
 def compiled_for_run(cfg: Config, pipeline, world, model: torch.nn.Module, device, global_step: int):
     """`model.compile`: `model` compiled (and probed on a batch of zeros of the training shape)
     on every rank, or `model` itself on every rank when any rank could not compile it: rank 0
-    logs one warning naming the ranks and the first reason. Collective."""
+    logs one warning naming the ranks and the first reason. Collective.
+
+    Each node's leader compiles first and the node's other ranks after it, from the kernels it
+    left in inductor's cache (node-local /tmp by default): one compile per node instead of one
+    per rank, each with as many compile workers as the rank has torch threads (inductor's
+    default is a worker per core, in every rank)."""
     import logging
     import time
+
+    import torch._inductor.config as inductor_config
 
     from pgti.models.compiled import compile_model, probe_step
 
@@ -37,10 +44,15 @@ def compiled_for_run(cfg: Config, pipeline, world, model: torch.nn.Module, devic
     t, nodes = cfg.train, pipeline.info.num_nodes
     x = torch.zeros(t.batch_size, cfg.data.input_steps, nodes, pipeline.x_channels, device=device)
     y = torch.zeros(t.batch_size, cfg.data.output_steps, nodes, pipeline.y_channels, device=device)
-    log.info("model.compile: compiling the model with torch.compile (inductor) ...")
+    inductor_config.compile_threads = max(1, torch.get_num_threads())
+    log.info("model.compile: compiling the model with torch.compile (inductor), node leaders first ...")
     began = time.perf_counter()
+    if not world.is_leader:
+        world.node_comm.Barrier()  # the leader's compile fills the cache
     compiled, failure = compile_model(model, probe_step(x, y, global_step, autocast=t.bf16 and device.type == "cuda"),
                                       device)
+    if world.is_leader:
+        world.node_comm.Barrier()
     failures = world.comm.allgather(failure)
     failed = [rank for rank, reason in enumerate(failures) if reason]
     if not failed:
