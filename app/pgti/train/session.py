@@ -37,6 +37,7 @@ def compiled_for_run(cfg: Config, pipeline, world, model: torch.nn.Module, devic
     import time
 
     import torch._inductor.config as inductor_config
+    from torch._dynamo.utils import counters
 
     from pgti.models.compiled import compile_model, probe_step
 
@@ -45,6 +46,7 @@ def compiled_for_run(cfg: Config, pipeline, world, model: torch.nn.Module, devic
     x = torch.zeros(t.batch_size, cfg.data.input_steps, nodes, pipeline.x_channels, device=device)
     y = torch.zeros(t.batch_size, cfg.data.output_steps, nodes, pipeline.y_channels, device=device)
     inductor_config.compile_threads = max(1, torch.get_num_threads())
+    counters.clear()
     log.info("model.compile: compiling the model with torch.compile (inductor), node leaders first ...")
     began = time.perf_counter()
     if not world.is_leader:
@@ -55,8 +57,9 @@ def compiled_for_run(cfg: Config, pipeline, world, model: torch.nn.Module, devic
         world.node_comm.Barrier()
     failures = world.comm.allgather(failure)
     failed = [rank for rank, reason in enumerate(failures) if reason]
-    if not failed:
-        log.info("model.compile: compiled in %.1f s", time.perf_counter() - began)
+    if not failed:  # graph breaks: code that runs eager between the compiled graphs
+        log.info("model.compile: compiled in %.1f s (%d graph(s), %d graph break(s))", time.perf_counter() - began,
+                 counters["stats"]["unique_graphs"], sum(counters["graph_break"].values()))
         return compiled
     if world.is_root:
         ranks = ", ".join(map(str, failed[:8])) + (", ..." if len(failed) > 8 else "")
