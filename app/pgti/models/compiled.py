@@ -1,17 +1,17 @@
 """`model.compile`: torch.compile (inductor) for the training step, compiled up front, with
 one clean fallback to eager.
 
-    compiled, failure = compile_model(model, probe)      # probe(module): one forward + backward
+    compiled, failure = compile_model(model, probe)      # probe(module): forward + backward
 
 `torch.compile` compiles lazily, at the first forward and (AOTAutograd) the first backward, so
 a missing C++ compiler or an inductor error would surface in the middle of the first training
 step, possibly on some ranks only, between the allreduces of a step. `compile_model` therefore
-runs one probe step on the compiled module straight away: the random number generators are
-restored afterwards and the gradients dropped, so the run trains the same batches from the
-same state as an eager one. If the probe raises, the module comes back uncompiled with the
+runs the probe (`probe_step`: two training steps' forward and backward, no optimizer step) on
+the compiled module straight away: the random number generators and the buffers are restored
+afterwards and the gradients dropped, so the run trains the same batches from the same state
+as an eager one. If the probe raises, the module comes back uncompiled with the
 reason (one line); the caller decides what to log and whether ranks must agree
-(`pgti.train.session.compiled_for_run`: every rank trains eager when one failed). Batch norm's
-running statistics, which the probe's training-mode forwards would move, are restored too.
+(`pgti.train.session.compiled_for_run`: every rank trains eager when one failed).
 
 What compiles into one graph: the models' dense work; the sparse graph products are the
 operator `pgti::csr_matmul` (`pgti.models.sparse`), opaque to dynamo. Evaluation stays eager
