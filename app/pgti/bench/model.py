@@ -136,11 +136,12 @@ def run(args) -> int:
         if not agree:
             status = EXIT_FAILURE
     timed = _compiled(pgti_model, x, y, device, args, result) if args.compile else pgti_model
-    if args.compile and timed is pgti_model:
+    compiled = timed is not pgti_model
+    if args.compile and not compiled:
         status = EXIT_FAILURE  # asked for compiled figures: the eager ones below must not pass for them
     result["pgti"] = _time(timed, x, y, device, args)
-    result["pgti"].update(_memory(timed, x, y, device, args, kwargs, None, compiled=timed is not pgti_model))
-    _report("pgti", f"batched sparse ({type(pgti_model).__name__}{', compiled' if timed is not pgti_model else ''})",
+    result["pgti"].update(_memory(timed, x, y, device, args, kwargs, None, compiled=compiled))
+    _report("pgti", f"batched sparse ({type(pgti_model).__name__}{', compiled' if compiled else ''})",
             result["pgti"], human_bytes)
     if args.bound:
         from pgti.models.measure import training_step
@@ -175,15 +176,12 @@ def _compiled(model, x, y, device, args, result: dict):
     """`model` compiled (or, where it cannot compile, itself), reported in `result["compile"]`."""
     import time
 
-    from torch._dynamo.utils import counters
+    from pgti.models.compiled import compile_model, graph_counts, probe_step
 
-    from pgti.models.compiled import compile_model, probe_step
-
-    counters.clear()
     began = time.perf_counter()
     compiled, failure = compile_model(model, probe_step(x, y, args.global_step), device)
     seconds = time.perf_counter() - began
-    breaks, graphs = sum(counters["graph_break"].values()), counters["stats"]["unique_graphs"]
+    graphs, breaks = graph_counts()
     result["compile"] = dict(compiled=failure is None, seconds=seconds, failure=failure, graphs=graphs,
                              graph_breaks=breaks)
     print("compile      torch.compile (inductor): " + (

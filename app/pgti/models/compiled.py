@@ -24,14 +24,10 @@ deterministic like any other with one thread per rank, as long as `model.compile
 from __future__ import annotations
 
 import contextlib
-import logging
-import time
 import warnings
 from typing import Callable
 
 import torch
-
-log = logging.getLogger("pgti")
 
 
 def compile_model(model: torch.nn.Module, probe: Callable[[torch.nn.Module], None],
@@ -42,7 +38,9 @@ def compile_model(model: torch.nn.Module, probe: Callable[[torch.nn.Module], Non
     `device` (CUDA) and every buffer (batch norm's running statistics and batch count) are
     restored, and every parameter's `.grad` is set to None. `backend`: torch.compile's (the
     tests trace with "aot_eager", which needs no C++ compiler)."""
-    started = time.perf_counter()
+    from torch._dynamo.utils import counters
+
+    counters.clear()  # graph_counts() reads this compile's
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     try:
         compiled = torch.compile(model, backend=backend)
@@ -59,8 +57,15 @@ def compile_model(model: torch.nn.Module, probe: Callable[[torch.nn.Module], Non
                 b.copy_(buffers[name])
         for p in model.parameters():
             p.grad = None
-    log.debug("model.compile: compiled and probed in %.1f s", time.perf_counter() - started)
     return compiled, None
+
+
+def graph_counts() -> tuple[int, int]:
+    """`(graphs, graph breaks)` dynamo made in the last `compile_model` (a break: code that
+    runs eager between two compiled graphs)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
 
 
 def one_line(exc: BaseException) -> str:

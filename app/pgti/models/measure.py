@@ -157,13 +157,14 @@ def _child(request: dict) -> dict:
     x, y = example_batch(info, batch_size=request["batch_size"], input_steps=kwargs["input_steps"],
                          output_steps=kwargs["output_steps"], input_channels=kwargs["input_channels"],
                          output_channels=kwargs["output_channels"])
+    model.train()
     if request.get("compile"):
         from pgti.models.compiled import compile_model, probe_step
 
-        model, failure = compile_model(model.train(), probe_step(x, y, request["global_step"]))
+        model, failure = compile_model(model, probe_step(x, y, request["global_step"]))
         if failure:
             raise RuntimeError(f"the memory child could not compile the model: {failure}")
-    step = training_step(model.train(), x, y, global_step=request["global_step"])
+    step = training_step(model, x, y, global_step=request["global_step"])
     step()  # warm-up: lazy one-time state is not the step's memory
     return dict(peak_bytes=rss_step_growth(step))
 

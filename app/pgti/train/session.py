@@ -38,16 +38,14 @@ def compiled_for_run(cfg: Config, pipeline, world, model: torch.nn.Module, devic
     import time
 
     import torch._inductor.config as inductor_config
-    from torch._dynamo.utils import counters
 
-    from pgti.models.compiled import compile_model, probe_step
+    from pgti.models.compiled import compile_model, graph_counts, probe_step
 
     log = logging.getLogger("pgti.train")
     t, nodes = cfg.train, pipeline.info.num_nodes
     x = torch.zeros(t.batch_size, cfg.data.input_steps, nodes, pipeline.x_channels, device=device)
     y = torch.zeros(t.batch_size, cfg.data.output_steps, nodes, pipeline.y_channels, device=device)
     inductor_config.compile_threads = max(1, torch.get_num_threads())
-    counters.clear()
     log.info("model.compile: compiling the model with torch.compile (inductor) ...")
     began = time.perf_counter()
     compiled, failure = compile_model(model, probe_step(x, y, global_step, autocast=t.bf16 and device.type == "cuda"),
@@ -56,7 +54,7 @@ def compiled_for_run(cfg: Config, pipeline, world, model: torch.nn.Module, devic
     failed = [rank for rank, reason in enumerate(failures) if reason]
     if not failed:  # graph breaks: code that runs eager between the compiled graphs
         log.info("model.compile: compiled in %.1f s (%d graph(s), %d graph break(s))", time.perf_counter() - began,
-                 counters["stats"]["unique_graphs"], sum(counters["graph_break"].values()))
+                 *graph_counts())
         return compiled
     if world.is_root:
         ranks = ", ".join(map(str, failed[:8])) + (", ..." if len(failed) > 8 else "")
